@@ -1,0 +1,53 @@
+"""Load a YAML file into a pydantic model, turning every mistake into a one-line ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from harness.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: Path) -> object:
+    """Parse a YAML file; unreadable or malformed files raise ConfigError naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read file ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, where, f"invalid YAML: {problem}") from None
+
+
+def validation_error(path: Path | str, exc: ValidationError) -> ConfigError:
+    """Turn the first pydantic error into a ConfigError with a dotted field path."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = "required field is missing"
+    elif "input" in first and first["type"] not in ("extra_forbidden",):
+        message = f"{message} (got {first['input']!r})"
+    if first["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling against the documented fields)"
+    return ConfigError(path, field, message)
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """Read `path` and validate it as `model`."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(path, "", f"expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(path, exc) from None
