@@ -29,16 +29,21 @@ def read_yaml(path: Path) -> object:
 
 
 def validation_error(path: Path | str, exc: ValidationError) -> ConfigError:
-    """Turn the first pydantic error into a ConfigError with a dotted field path."""
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
-    if first["type"] == "missing":
-        message = "required field is missing"
-    elif "input" in first and first["type"] not in ("extra_forbidden",):
-        message = f"{message} (got {first['input']!r})"
+    """Turn a pydantic error into a ConfigError with a dotted field path.
+
+    Unknown fields are reported first: a misspelt field otherwise shows up only as "missing".
+    """
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    field = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
         message = "unknown field (check the spelling against the documented fields)"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    elif not first["loc"]:  # a cross-field check: its message names the fields itself
+        message = first["msg"].removeprefix("Value error, ")
+    else:
+        message = f"{first['msg']} (got {first['input']!r})"
     return ConfigError(path, field, message)
 
 

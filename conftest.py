@@ -1,0 +1,3 @@
+"""Repository-level pytest configuration: the harness's own tests use pytester to drive the plugin."""
+
+pytest_plugins = ["pytester"]

@@ -1,0 +1,120 @@
+"""Board: identity, power mode, clocks, telemetry and reboot on one Jetson, over a Transport.
+
+The same class serves a real board and a virtual one: what differs lives on the far side of
+the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+import time
+from functools import cached_property
+
+from harness.board.identity import Identity, read_identity
+from harness.board.jetson_clocks import ClocksStatus, JetsonClocks
+from harness.board.nvpmodel import Nvpmodel, PowerModeState, SetResult
+from harness.errors import CommandFailed, HarnessError, TransportError
+from harness.profiles import DeviceProfile
+from harness.telemetry.tegrastats import TegrastatsSample, parse_line
+from harness.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+
+class Board:
+    """One leased board: name from the inventory, its profile, and the transport that reaches it."""
+
+    def __init__(self, name: str, profile: DeviceProfile, transport: Transport,
+                 power_cycle: str | None = None) -> None:
+        self.name = name
+        self.profile = profile
+        self.transport = transport
+        self.power_cycle_command = power_cycle
+
+    def __repr__(self) -> str:
+        return f"Board({self.name!r}, profile={self.profile.name!r}, via={self.transport.target})"
+
+    @cached_property
+    def sudo(self) -> str:
+        """Command prefix for root-only tools: empty as root, else non-interactive sudo."""
+        uid = self.transport.run("id -u", timeout=15).check().stdout.strip()
+        return "" if uid == "0" else "sudo -n "
+
+    @cached_property
+    def nvpmodel(self) -> Nvpmodel:
+        return Nvpmodel(self.transport, self.sudo)
+
+    @cached_property
+    def clocks(self) -> JetsonClocks:
+        return JetsonClocks(self.transport, self.sudo)
+
+    def identity(self) -> Identity:
+        return read_identity(self.transport)
+
+    def power_mode(self) -> PowerModeState:
+        return self.nvpmodel.query()
+
+    def set_power_mode(self, mode: int | str, *, allow_reboot: bool = False) -> SetResult:
+        """Switch power mode (by id or name from the profile); reboot only when allowed and required."""
+        target = self.profile.mode(mode)
+        result = self.nvpmodel.set(target.id, accept_reboot=allow_reboot)
+        if result.reboot_required and not allow_reboot:
+            raise HarnessError(f"{self.name}: power mode {target.name} needs a reboot; "
+                               "pass allow_reboot=True (or --allow-reboot) to switch")
+        if result.reboot_required:
+            self.wait_back()
+            return SetResult(self.power_mode(), True)
+        return result
+
+    def clocks_status(self) -> ClocksStatus:
+        return self.clocks.show()
+
+    def telemetry_sample(self, interval_ms: int = 100, timeout: float = 15.0) -> TegrastatsSample:
+        """One tegrastats sample (the first line it prints at `interval_ms`)."""
+        command = f"{self.sudo}tegrastats --interval {int(interval_ms)}"
+        with self.transport.stream(command, timeout=timeout) as stream:
+            for line in stream.lines():
+                if line.strip():
+                    return parse_line(line)
+        raise CommandFailed(f"{self.name}: `{command}` printed nothing within {timeout:.0f}s")
+
+    def boot_id(self) -> str:
+        """The kernel's random boot id: changes on every boot, so it tells a reboot happened."""
+        return self.transport.run("cat /proc/sys/kernel/random/boot_id", timeout=10).check().stdout.strip()
+
+    def reboot(self, timeout: float = 300.0) -> None:
+        """Reboot and wait until the board answers again from a new boot."""
+        before = self.boot_id()
+        try:
+            self.transport.run(f"{self.sudo}sh -c 'sleep 1; reboot' >/dev/null 2>&1 &", timeout=15)
+        except TransportError:
+            pass  # the connection may drop before the command returns
+        self.wait_back(timeout, previous_boot=before)
+
+    def wait_back(self, timeout: float = 300.0, previous_boot: str | None = None) -> None:
+        """Reconnect (with backoff) until the board answers, and from a new boot when `previous_boot` is set."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransportError(f"{self.name}: did not come back within {timeout:.0f}s")
+            try:
+                self.transport.reconnect(timeout=remaining)
+                if previous_boot is None or self.boot_id() != previous_boot:
+                    return
+            except TransportError as exc:
+                log.debug("%s: waiting for the board: %s", self.name, exc)
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    def power_cycle(self, timeout: float = 300.0) -> None:
+        """Hard power-cycle through the inventory's PDU/relay command (run on the harness host)."""
+        if not self.power_cycle_command:
+            raise HarnessError(f"{self.name}: no power_cycle command in the inventory for this board")
+        completed = subprocess.run(shlex.split(self.power_cycle_command), capture_output=True, text=True,
+                                   timeout=120, check=False)
+        if completed.returncode != 0:
+            raise CommandFailed(f"{self.name}: power_cycle command exited {completed.returncode}: "
+                                f"{completed.stderr.strip()[-200:]}")
+        self.wait_back(timeout)

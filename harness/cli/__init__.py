@@ -1,0 +1,30 @@
+"""`hil`: the harness's command line (devices, probe, telemetry parsing, virtual boards)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from harness.cli import devices, telemetry
+from harness.errors import HarnessError
+from harness.lab import load_providers
+
+app = typer.Typer(help="jetson-hil: test and benchmark object-detection modules on NVIDIA Jetson boards.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.command("devices")(devices.devices)
+app.command("probe")(devices.probe)
+app.add_typer(telemetry.app, name="telemetry")
+
+err = Console(stderr=True)
+
+
+def main() -> None:
+    """Entry point: a HarnessError is one line on stderr and exit status 2, never a traceback."""
+    load_providers()
+    try:
+        app()
+    except HarnessError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

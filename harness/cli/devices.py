@@ -1,0 +1,103 @@
+"""`hil devices` (profiles and inventory boards) and `hil probe` (what a board is and how it runs)."""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.inventory import BoardEntry, SshTransportConfig
+from harness.lab import DEFAULT_LEASE_TIMEOUT_S, load_inventory, open_board
+from harness.lease import default_lease_dir, holder
+from harness.profiles import all_profiles
+from harness.telemetry.tegrastats import TegrastatsSample
+
+out = Console()
+LabOption = Annotated[str | None, typer.Option("--lab", help="lab inventory (default: $JETSON_HIL_LAB or ./lab.yaml)")]
+
+
+def _reachable(entry: BoardEntry, timeout: float = 2.0) -> str:
+    """TCP reachability of the board's SSH port (no login, so it is fast and needs no key)."""
+    config = entry.transport
+    if not isinstance(config, SshTransportConfig):
+        return "local"
+    try:
+        with socket.create_connection((config.host, config.port), timeout=timeout):
+            return "yes"
+    except OSError as exc:
+        return f"no ({exc.strerror or exc.__class__.__name__})"
+
+
+def devices(lab: LabOption = None,
+            check: Annotated[bool, typer.Option(help="check that each board's SSH port answers")] = True) -> None:
+    """List device profiles and the boards in the lab inventory (reachable or not, leased or free)."""
+    profiles = all_profiles()
+    table = Table(title="Device profiles", title_justify="left")
+    for column in ("profile", "model", "SoC", "CUDA", "CPU", "RAM", "power modes (default*)", "precisions"):
+        table.add_column(column)
+    for profile in profiles.values():
+        modes = ", ".join(f"{m.id}:{m.name}{'*' if m.id == profile.default_power_mode else ''}"
+                          for m in profile.power_modes)
+        table.add_row(profile.name, profile.display_name, profile.soc, profile.cuda_arch,
+                      str(profile.cpu_cores), f"{profile.memory_mb // 1024} GB", modes, ",".join(profile.precisions))
+    out.print(table)
+
+    inventory = load_inventory(lab)
+    boards = Table(title=f"Boards in {inventory.source}", title_justify="left")
+    for column in ("board", "profile", "transport", "tags", "reachable", "leased by"):
+        boards.add_column(column)
+    lease_dir = inventory.lease_dir.expanduser() if inventory.lease_dir else default_lease_dir()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        reach = list(pool.map(_reachable, inventory.boards)) if check else ["-"] * len(inventory.boards)
+    for entry, reachable in zip(inventory.boards, reach):
+        config = entry.transport
+        where = f"ssh {config.user}@{config.host}:{config.port}" if isinstance(config, SshTransportConfig) else "local"
+        held = holder(lease_dir, entry.name) if lease_dir.is_dir() else None
+        leased = f"pid {held.get('pid')} on {held.get('host')}" if held else "free"
+        boards.add_row(entry.name, entry.profile, where, ",".join(entry.tags), reachable, leased)
+    out.print(boards)
+
+
+def _sample_summary(sample: TegrastatsSample, rule: str) -> str:
+    power = sample.total_power_mw(rule)
+    parts = [f"cpu online {sample.cpu_online}/{len(sample.cpus)}",
+             f"gpu {sample.gpu_util_pct if sample.gpu_util_pct is not None else '-'}%",
+             f"ram {sample.ram_used_mb:.0f}/{sample.ram_total_mb:.0f} MB" if sample.ram_total_mb else "ram -",
+             f"power {power:.0f} mW" if power is not None else "power -"]
+    hottest = max(sample.temps_c.items(), key=lambda kv: kv[1], default=None)
+    if hottest:
+        parts.append(f"hottest {hottest[0]} {hottest[1]:.1f} C")
+    return ", ".join(parts)
+
+
+def probe(device: Annotated[str, typer.Option("--device", help="board name, profile, tag:X or provider selector")],
+          lab: LabOption = None,
+          lease_timeout: Annotated[float, typer.Option(help="seconds to wait for a free board")] = DEFAULT_LEASE_TIMEOUT_S,
+          ) -> None:
+    """Connect to a board and print what it is: model, part number, L4T, JetPack, power mode, clocks, telemetry."""
+    with open_board(device, load_inventory(lab), lease_timeout, purpose="hil probe") as board:
+        identity = board.identity()
+        mode = board.power_mode()
+        clocks = board.clocks_status()
+        sample = board.telemetry_sample()
+        table = Table(title=f"{board.name} ({board.transport.target})", title_justify="left", show_header=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        rows = [
+            ("profile", board.profile.name),
+            ("model", identity.model),
+            ("part number", identity.part_number or "unknown"),
+            ("SoC", identity.soc or "unknown"),
+            ("L4T", str(identity.l4t) if identity.l4t else "unknown"),
+            ("JetPack", identity.jetpack or "unknown"),
+            ("power mode", f"{mode.name} ({mode.id})"),
+            ("clocks", "locked (jetson_clocks)" if clocks.locked else "dynamic"),
+            ("telemetry", _sample_summary(sample, board.profile.telemetry.total_power)),
+        ]
+        for key, value in rows:
+            table.add_row(key, value)
+        out.print(table)

@@ -1,0 +1,98 @@
+"""The lab inventory (lab.yaml): which boards exist, how to reach them, how to power-cycle them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError, UnknownDeviceError
+from harness.profiles import DeviceProfile
+from harness.yamlfile import read_yaml, validation_error
+
+TAG_PREFIX = "tag:"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SshTransportConfig(_Strict):
+    kind: Literal["ssh"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = "root"
+    key: Path | None = None
+    known_hosts: Path | None = None
+    trust_on_first_use: bool = False
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("key", "known_hosts")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+
+class LocalTransportConfig(_Strict):
+    kind: Literal["local"]
+
+
+TransportConfig = Annotated[SshTransportConfig | LocalTransportConfig, Field(discriminator="kind")]
+
+
+class BoardEntry(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    profile: str
+    tags: list[str] = []
+    transport: TransportConfig
+    power_cycle: str | None = Field(default=None, description="shell command run on the harness host")
+
+
+class Lab(_Strict):
+    lease_dir: Path | None = None
+    boards: list[BoardEntry] = []
+    source: str = Field(default="<memory>", exclude=True)
+
+    def select(self, selector: str, profiles: dict[str, DeviceProfile]) -> list[BoardEntry]:
+        """Boards matching a board name, a profile name, or `tag:X` (in inventory order)."""
+        if selector.startswith(TAG_PREFIX):
+            tag = selector[len(TAG_PREFIX):]
+            found = [b for b in self.boards if tag in b.tags]
+        else:
+            found = [b for b in self.boards if b.name == selector] or [
+                b for b in self.boards if b.profile == selector]
+        if not found:
+            raise UnknownDeviceError(self._unknown_message(selector, profiles))
+        return found
+
+    def _unknown_message(self, selector: str, profiles: dict[str, DeviceProfile]) -> str:
+        tags = sorted({t for b in self.boards for t in b.tags})
+        names = ", ".join(b.name for b in self.boards) or "none"
+        hint = ""
+        if selector in profiles:
+            hint = f" (profile {selector!r} exists but no board of it is in the inventory)"
+        return (f"no board matches --device {selector!r}{hint} in {self.source}; "
+                f"boards: {names}; profiles: {', '.join(profiles)}; tags: {', '.join(tags) or 'none'}")
+
+
+def load_lab(path: Path, profiles: dict[str, DeviceProfile]) -> Lab:
+    """Read and validate lab.yaml; every board must name a known profile, names must be unique."""
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, "", f"expected a mapping with a 'boards' list, got {type(data).__name__}")
+    try:
+        lab = Lab.model_validate({**data, "source": str(path)})
+    except ValidationError as exc:
+        raise validation_error(path, exc) from None
+    seen: set[str] = set()
+    for index, board in enumerate(lab.boards):
+        if board.profile not in profiles:
+            raise ConfigError(path, f"boards.{index}.profile",
+                              f"unknown profile {board.profile!r}; known: {', '.join(profiles)}")
+        if board.name in seen:
+            raise ConfigError(path, f"boards.{index}.name", f"duplicate board name {board.name!r}")
+        seen.add(board.name)
+    return lab

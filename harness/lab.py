@@ -1,0 +1,109 @@
+"""From a --device selector to a connected, leased Board.
+
+Selectors: a board name, a profile name (any free board of it) or `tag:X`, looked up in the lab
+inventory; or `<prefix>:<arg>` for a registered board provider (a provider brings boards that are
+not in the inventory, and takes them away afterwards).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import ContextManager
+
+from harness.board import Board
+from harness.errors import ConfigError
+from harness.inventory import BoardEntry, Lab, LocalTransportConfig, SshTransportConfig, load_lab
+from harness.lease import acquire, default_lease_dir
+from harness.profiles import all_profiles, get_profile
+from harness.transport.base import Transport
+from harness.transport.local import LocalTransport
+from harness.transport.ssh import SshTransport
+
+LAB_ENV = "JETSON_HIL_LAB"
+DEFAULT_LAB = Path("lab.yaml")
+DEFAULT_LEASE_TIMEOUT_S = 600.0
+
+#: prefix -> factory(argument) giving a context manager that yields one BoardEntry while it lives
+BoardProvider = Callable[[str], ContextManager[BoardEntry]]
+_PROVIDERS: dict[str, BoardProvider] = {}
+
+
+def register_provider(prefix: str, provider: BoardProvider) -> None:
+    """Let a plugin serve `--device <prefix>:<arg>` selectors."""
+    _PROVIDERS[prefix] = provider
+
+
+def lab_path(explicit: str | Path | None) -> Path | None:
+    """The inventory to use: --lab, else $JETSON_HIL_LAB, else ./lab.yaml when it exists."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(LAB_ENV):
+        return Path(os.environ[LAB_ENV])
+    return DEFAULT_LAB if DEFAULT_LAB.is_file() else None
+
+
+def load_inventory(path: str | Path | None) -> Lab:
+    """The lab inventory, or an empty one when there is none."""
+    found = lab_path(path)
+    if found is None:
+        return Lab(source="(no lab.yaml: pass --lab or set $JETSON_HIL_LAB)")
+    if not found.is_file():
+        raise ConfigError(found, "", "lab inventory not found")
+    return load_lab(found, all_profiles())
+
+
+def transport_for(entry: BoardEntry) -> Transport:
+    config = entry.transport
+    if isinstance(config, SshTransportConfig):
+        return SshTransport(host=config.host, port=config.port, user=config.user, key_file=config.key,
+                            known_hosts=config.known_hosts, trust_on_first_use=config.trust_on_first_use,
+                            connect_timeout=config.connect_timeout, name=entry.name)
+    assert isinstance(config, LocalTransportConfig)
+    return LocalTransport(name=entry.name)
+
+
+def provider_for(selector: str) -> tuple[BoardProvider, str] | None:
+    prefix, sep, argument = selector.partition(":")
+    if sep and prefix in _PROVIDERS:
+        return _PROVIDERS[prefix], argument
+    return None
+
+
+@contextlib.contextmanager
+def board_entry(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S,
+                purpose: str = "") -> Iterator[BoardEntry]:
+    """Yield the inventory entry of a board leased for this block (or one a provider brought)."""
+    provided = provider_for(selector)
+    if provided is not None:
+        provider, argument = provided
+        with provider(argument) as entry:
+            yield entry
+        return
+    candidates = lab.select(selector, all_profiles())
+    lease_dir = lab.lease_dir.expanduser() if lab.lease_dir else default_lease_dir()
+    with acquire([b.name for b in candidates], lease_dir, lease_timeout, purpose) as lease:
+        yield next(b for b in candidates if b.name == lease.board)
+
+
+@contextlib.contextmanager
+def open_board(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S,
+               purpose: str = "") -> Iterator[Board]:
+    """A connected Board for `selector`, leased for the block and released (and disconnected) after."""
+    with board_entry(selector, lab, lease_timeout, purpose) as entry:
+        transport = transport_for(entry)
+        try:
+            transport.connect()
+            yield Board(entry.name, get_profile(entry.profile), transport, entry.power_cycle)
+        finally:
+            transport.close()
+
+
+def load_providers() -> None:
+    """Import the board providers shipped with the harness (they register themselves)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="jetson_hil.providers"):
+        ep.load()

@@ -1,0 +1,326 @@
+"""Tolerant parser for `tegrastats` lines, from JetPack 4 (Nano, TX2, AGX Xavier) to JetPack 7.
+
+Every board and release prints a slightly different line, and a benchmark must not lose a whole
+power capture because one field changed shape. So `parse_line` never raises: it reads the fields
+it knows and keeps any text it does not understand in `TegrastatsSample.extra`.
+
+Total power follows NVIDIA's rule: `POM_5V_IN` (Nano/TX1) or `VDD_IN` (TX2, Xavier NX, Orin NX/Nano)
+is the board input and already contains the sub-rails; boards without an input rail (AGX Xavier,
+AGX Orin) are totalled as the sum of their rails, skipping the unconnected `NC` channels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+NOT_CONNECTED = "NC"
+INPUT_RAILS = ("POM_5V_IN", "VDD_IN")
+OFFLINE_TEMP_C = -256.0
+_ROW_SCALARS = ("gpu_util_pct", "gpu_freq_mhz", "emc_util_pct", "ram_used_mb", "ram_total_mb", "swap_used_mb")
+
+_NUM = r"[0-9]+(?:\.[0-9]+)?"
+_END = r"(?= |$)"
+_MB_PER_UNIT = {"k": 1 / 1024, "": 1 / (1024 * 1024), "M": 1.0, "G": 1024.0}
+
+_TIMESTAMP_RE = re.compile(r"([0-9]{2}-[0-9]{2}-[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2})" + _END)
+_MEMORY_RE = re.compile(
+    rf"(?P<name>RAM|SWAP|IRAM) (?P<used>{_NUM})/(?P<total>{_NUM})(?P<unit>[kMG]?)B"
+    r"(?: ?\((?:lfb|cached) [^() ]*\))?" + _END
+)
+_CPU_ITEM = rf"(?:off|{_NUM}%(?:@[0-9]+)?)"
+_CPU_RE = re.compile(rf"CPU \[(?P<items>{_CPU_ITEM}(?:,{_CPU_ITEM})*)\](?:@(?P<freq>[0-9]+))?" + _END)
+_CPU_ITEM_RE = re.compile(rf"(?P<load>{_NUM})%(?:@(?P<freq>[0-9]+))?")
+_MTS_RE = re.compile(rf"MTS fg (?P<fg>{_NUM})% bg (?P<bg>{_NUM})%" + _END)
+_LOAD_RE = re.compile(
+    rf"(?P<name>[A-Z][A-Z0-9_]*_FREQ) (?P<value>(?=[0-9.]*%|@)(?:(?P<util>{_NUM})%)?"
+    r"(?:@(?:(?P<freq>[0-9]+)|\[(?P<freqs>[0-9]+(?:,[0-9]+)*)\]))?)" + _END
+)
+_TEMP_RE = re.compile(rf"(?P<name>[A-Za-z][A-Za-z0-9_]*)@(?P<cur>-?{_NUM})C(?:/-?{_NUM}C)?" + _END)
+_RAIL_VALUE = rf"({_NUM})(m?W)?"
+_RAIL_RE = re.compile(
+    rf"(?P<name>[A-Za-z][A-Za-z0-9_]*) {_RAIL_VALUE}/{_RAIL_VALUE}(?:/{_RAIL_VALUE})?" + _END
+)
+_ENGINE_RE = re.compile(
+    r"(?P<name>(?:APE|NVENC[0-9]*|NVDEC[0-9]*|NVJPG[0-9]*|VIC[0-9]*|MSENC|OFA|NVDLA[0-9]*|PVA[0-9]*|SE)"
+    r"(?:_FREQ)?) (?P<value>[0-9]+|off)" + _END
+)
+
+
+@dataclass(frozen=True)
+class CpuCore:
+    """One CPU core; an `off` core (hot-unplugged by the power mode) has no load or clock."""
+
+    index: int
+    online: bool
+    load_pct: float | None
+    freq_mhz: float | None
+
+
+@dataclass(frozen=True)
+class Rail:
+    """One INA3221 power channel in mW: current, running average, and (JetPack 7) maximum."""
+
+    name: str
+    cur_mw: float
+    avg_mw: float | None
+    max_mw: float | None
+
+
+@dataclass(frozen=True)
+class TegrastatsSample:
+    """Everything one tegrastats line says; fields the board did not print are None or empty."""
+
+    raw: str
+    timestamp: datetime | None = None
+    ram_used_mb: float | None = None
+    ram_total_mb: float | None = None
+    swap_used_mb: float | None = None
+    swap_total_mb: float | None = None
+    iram_used_mb: float | None = None
+    iram_total_mb: float | None = None
+    cpus: tuple[CpuCore, ...] = ()
+    gpu_util_pct: float | None = None
+    gpu_freq_mhz: float | None = None
+    emc_util_pct: float | None = None
+    emc_freq_mhz: float | None = None
+    temps_c: dict[str, float] = field(default_factory=dict)
+    rails: tuple[Rail, ...] = ()
+    engines: dict[str, float | None] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cpu_online(self) -> int:
+        return sum(1 for core in self.cpus if core.online)
+
+    @property
+    def rails_mw(self) -> dict[str, float]:
+        """Current power per connected rail (the `NC` channels measure nothing)."""
+        return {rail.name: rail.cur_mw for rail in self.rails if rail.name != NOT_CONNECTED}
+
+    def total_power_mw(self, rule: str = "auto") -> float | None:
+        """Board power by `rule`: a rail name, "sum" of all rails, or "auto" (input rail, else sum)."""
+        rails = self.rails_mw
+        if rule == "auto":
+            rule = next((name for name in INPUT_RAILS if name in rails), "sum")
+        if rule == "sum":
+            return sum(rails.values()) if rails else None
+        return rails.get(rule)
+
+
+@dataclass
+class _Fields:
+    """Mutable collector for one line; frozen into a TegrastatsSample at the end."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    cpus: list[CpuCore] = field(default_factory=list)
+    temps_c: dict[str, float] = field(default_factory=dict)
+    rails: list[Rail] = field(default_factory=list)
+    engines: dict[str, float | None] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def keep(self, key: str, text: str) -> None:
+        """Store text in `extra` without overwriting an earlier entry of the same key."""
+        unique, n = key, 2
+        while unique in self.extra:
+            unique, n = f"{key}#{n}", n + 1
+        self.extra[unique] = text
+
+
+def _to_mb(value: str, unit: str) -> float:
+    return float(value) * _MB_PER_UNIT[unit]
+
+
+def _to_mw(value: str, unit: str | None) -> float:
+    """JetPack 4 prints rails without a unit (mW); accept `W` too in case a tool prints watts."""
+    return float(value) * (1000.0 if unit == "W" else 1.0)
+
+
+def _on_memory(m: re.Match[str], acc: _Fields) -> None:
+    prefix = m["name"].lower()
+    acc.values[f"{prefix}_used_mb"] = _to_mb(m["used"], m["unit"])
+    acc.values[f"{prefix}_total_mb"] = _to_mb(m["total"], m["unit"])
+
+
+def _on_cpu(m: re.Match[str], acc: _Fields) -> None:
+    """Both `[N%@MHz,...]` and the older `[N%,...]@MHz`; `off` marks an unplugged core."""
+    shared_freq = m["freq"]
+    acc.cpus.clear()
+    for index, item in enumerate(m["items"].split(",")):
+        core = _CPU_ITEM_RE.fullmatch(item)
+        if core is None:  # the item pattern admits only a load or `off`
+            acc.cpus.append(CpuCore(index, False, None, None))
+            continue
+        freq = core["freq"] or shared_freq
+        acc.cpus.append(CpuCore(index, True, float(core["load"]), float(freq) if freq else None))
+
+
+def _on_mts(m: re.Match[str], acc: _Fields) -> None:
+    acc.engines["MTS_FG"] = float(m["fg"])
+    acc.engines["MTS_BG"] = float(m["bg"])
+
+
+def _on_load(m: re.Match[str], acc: _Fields) -> None:
+    """GR3D_FREQ and EMC_FREQ become GPU/EMC fields (a per-GPC array reports its fastest clock);
+    other loads such as Orin's GR3D2_FREQ are kept in `extra` under their name."""
+    prefix = {"GR3D_FREQ": "gpu", "EMC_FREQ": "emc"}.get(m["name"])
+    if prefix is None:
+        acc.keep(m["name"], m["value"])
+        return
+    freqs = [float(f) for f in m["freqs"].split(",")] if m["freqs"] else []
+    if m["freq"]:
+        freqs.append(float(m["freq"]))
+    acc.values[f"{prefix}_util_pct"] = float(m["util"]) if m["util"] else None
+    acc.values[f"{prefix}_freq_mhz"] = max(freqs) if freqs else None
+
+
+def _on_temp(m: re.Match[str], acc: _Fields) -> None:
+    """JetPack 7 prints `cur/max`: the first value is the reading. -256C is a sensor that is off."""
+    value = float(m["cur"])
+    if value != OFFLINE_TEMP_C:
+        acc.temps_c[m["name"]] = value
+
+
+def _on_rail(m: re.Match[str], acc: _Fields) -> None:
+    peak = _to_mw(m[6], m[7]) if m[6] else None
+    acc.rails.append(Rail(m["name"], _to_mw(m[2], m[3]), _to_mw(m[4], m[5]), peak))
+
+
+def _on_engine(m: re.Match[str], acc: _Fields) -> None:
+    acc.engines[m["name"]] = None if m["value"] == "off" else float(m["value"])
+
+
+_Handler = Callable[[re.Match[str], _Fields], None]
+_FIELDS: tuple[tuple[re.Pattern[str], _Handler], ...] = (
+    (_MEMORY_RE, _on_memory),
+    (_CPU_RE, _on_cpu),
+    (_MTS_RE, _on_mts),
+    (_LOAD_RE, _on_load),
+    (_TEMP_RE, _on_temp),
+    (_ENGINE_RE, _on_engine),
+    (_RAIL_RE, _on_rail),
+)
+
+
+def _parse_timestamp(text: str, acc: _Fields) -> int:
+    """Read the optional `MM-DD-YYYY HH:MM:SS` prefix; return where the fields start."""
+    m = _TIMESTAMP_RE.match(text)
+    if m is None:
+        return 0
+    try:
+        acc.values["timestamp"] = datetime.strptime(m[1], "%m-%d-%Y %H:%M:%S")
+    except ValueError:
+        acc.keep("timestamp", m[1])
+    return m.end()
+
+
+def _match_field(text: str, pos: int, acc: _Fields) -> int | None:
+    """Apply the first field pattern that matches at `pos`; return where it ends."""
+    for pattern, handler in _FIELDS:
+        m = pattern.match(text, pos)
+        if m is not None:
+            handler(m, acc)
+            return m.end()
+    return None
+
+
+def _token_end(text: str, pos: int) -> int:
+    end = text.find(" ", pos)
+    return len(text) if end < 0 else end
+
+
+def parse_line(line: str) -> TegrastatsSample:
+    """Parse one tegrastats line. Never raises: unknown text is kept in `extra`, keyed by token index."""
+    text = " ".join(line.split())
+    acc = _Fields()
+    pos = _parse_timestamp(text, acc)
+    unknown: list[str] = []
+    unknown_at = 0
+    while pos < len(text):
+        if text[pos] == " ":
+            pos += 1
+            continue
+        end = _match_field(text, pos, acc)
+        if end is None:
+            if not unknown:
+                unknown_at = text.count(" ", 0, pos)
+            end = _token_end(text, pos)
+            unknown.append(text[pos:end])
+        elif unknown:
+            acc.keep(f"token{unknown_at}", " ".join(unknown))
+            unknown.clear()
+        pos = end
+    if unknown:
+        acc.keep(f"token{unknown_at}", " ".join(unknown))
+    return TegrastatsSample(
+        raw=line.rstrip("\r\n"),
+        cpus=tuple(acc.cpus),
+        temps_c=acc.temps_c,
+        rails=tuple(acc.rails),
+        engines=acc.engines,
+        extra=acc.extra,
+        **acc.values,
+    )
+
+
+def parse_lines(lines: Iterable[str]) -> Iterator[TegrastatsSample]:
+    """One sample per non-blank line, as `tegrastats --logfile` writes them."""
+    for line in lines:
+        if line.strip():
+            yield parse_line(line)
+
+
+def parse_file(path: str | Path) -> list[TegrastatsSample]:
+    """Parse a whole capture; raises OSError when the file cannot be read."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    return list(parse_lines(text.splitlines()))
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def to_row(sample: TegrastatsSample, rule: str = "auto", *, index: int | None = None) -> dict[str, Any]:
+    """One flat row (scalars only) for CSV or a dataframe; per-core, sensor and rail columns vary by board."""
+    row: dict[str, Any] = {
+        "time": sample.timestamp.isoformat() if sample.timestamp else None,
+        "index": index,
+        "cpu_online": sample.cpu_online,
+    }
+    for core in sample.cpus:
+        row[f"cpu{core.index}_load_pct"] = core.load_pct
+        row[f"cpu{core.index}_freq_mhz"] = core.freq_mhz
+    row["cpu_load_mean_pct"] = _mean(core.load_pct for core in sample.cpus if core.online)
+    row.update({key: getattr(sample, key) for key in _ROW_SCALARS})
+    row.update({f"temp_{name}_c": value for name, value in sample.temps_c.items()})
+    row.update({f"rail_{name}_mw": value for name, value in sample.rails_mw.items()})
+    row["total_power_mw"] = sample.total_power_mw(rule)
+    return row
+
+
+def to_record(sample: TegrastatsSample, rule: str = "auto") -> dict[str, Any]:
+    """One JSON-ready object per sample, keeping nested groups (temps, rails, unknown fields) intact."""
+    return {
+        "time": sample.timestamp.isoformat() if sample.timestamp else None,
+        "total_power_mw": sample.total_power_mw(rule),
+        "gpu_util_pct": sample.gpu_util_pct,
+        "gpu_freq_mhz": sample.gpu_freq_mhz,
+        "emc_util_pct": sample.emc_util_pct,
+        "emc_freq_mhz": sample.emc_freq_mhz,
+        "cpu_online": sample.cpu_online,
+        "cpu_load_pct": [core.load_pct for core in sample.cpus],
+        "cpu_freq_mhz": [core.freq_mhz for core in sample.cpus],
+        "ram_used_mb": sample.ram_used_mb,
+        "ram_total_mb": sample.ram_total_mb,
+        "swap_used_mb": sample.swap_used_mb,
+        "swap_total_mb": sample.swap_total_mb,
+        "temps_c": dict(sample.temps_c),
+        "rails_mw": sample.rails_mw,
+        "engines": dict(sample.engines),
+        "extra": dict(sample.extra),
+    }

@@ -1,0 +1,125 @@
+"""Lab inventory: selection by name, profile and tag; one-line errors for a broken lab.yaml; leases."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError, LeaseError, UnknownDeviceError
+from harness.inventory import SshTransportConfig, load_lab
+from harness.lease import acquire, holder
+from harness.profiles import all_profiles
+
+LAB = """\
+boards:
+  - name: xnx-01
+    profile: xavier-nx
+    tags: [nightly, jp5]
+    transport: {kind: ssh, host: 192.0.2.21, user: nvidia, key: ~/.ssh/lab_key}
+  - name: xnx-02
+    profile: xavier-nx
+    tags: [nightly]
+    transport: {kind: ssh, host: 192.0.2.22, port: 2222}
+  - name: self
+    profile: xavier-nx
+    transport: {kind: local}
+"""
+
+
+@pytest.fixture
+def lab_file(tmp_path: Path) -> Path:
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB)
+    return path
+
+
+def test_select_by_name_profile_and_tag(lab_file: Path) -> None:
+    lab = load_lab(lab_file, all_profiles())
+    profiles = all_profiles()
+    assert [b.name for b in lab.select("xnx-02", profiles)] == ["xnx-02"]
+    assert [b.name for b in lab.select("xavier-nx", profiles)] == ["xnx-01", "xnx-02", "self"]
+    assert [b.name for b in lab.select("tag:nightly", profiles)] == ["xnx-01", "xnx-02"]
+    first = lab.boards[0].transport
+    assert isinstance(first, SshTransportConfig)
+    assert first.port == 22 and first.key == Path.home() / ".ssh" / "lab_key"
+
+
+def test_unknown_selector_lists_what_exists(lab_file: Path) -> None:
+    lab = load_lab(lab_file, all_profiles())
+    with pytest.raises(UnknownDeviceError) as info:
+        lab.select("orin-99", all_profiles())
+    message = str(info.value)
+    assert "xnx-01, xnx-02, self" in message and "xavier-nx" in message and "nightly" in message
+    with pytest.raises(UnknownDeviceError, match="tags: jp5, nightly"):
+        lab.select("tag:weekly", all_profiles())
+
+
+@pytest.mark.parametrize(("broken", "field"), [
+    (LAB.replace("profile: xavier-nx\n    tags: [nightly, jp5]", "profile: xavier-nz\n    tags: [nightly, jp5]"),
+     "boards.0.profile"),
+    (LAB.replace("port: 2222", "port: 99999"), "boards.1.transport.ssh.port"),
+    (LAB.replace("kind: local", "kind: serial"), "boards.2.transport"),
+    (LAB.replace("name: xnx-02", "name: xnx-01"), "boards.1.name"),
+    (LAB.replace("tags: [nightly]\n", "tagz: [nightly]\n"), "boards.1.tagz"),
+    (LAB.replace("  - name: self", " - name: self"), "line"),
+])
+def test_broken_lab_is_one_line_naming_file_and_field(tmp_path: Path, broken: str, field: str) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_text(broken)
+    with pytest.raises(ConfigError) as info:
+        load_lab(path, all_profiles())
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ") and field in message
+
+
+def test_cli_reports_broken_lab_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.replace("port: 2222", "port: many"))
+    done = subprocess.run([sys.executable, "-m", "harness", "devices", "--lab", str(path), "--no-check"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "port" in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_reports_broken_profile_without_traceback(tmp_path: Path) -> None:
+    source = Path(__file__).parents[1] / "device_profiles" / "xavier-nx.yaml"
+    broken = tmp_path / "xavier-nx.yaml"
+    broken.write_text(source.read_text().replace("cpu_cores: 6", "cpu_cores: six"))
+    done = subprocess.run([sys.executable, "-m", "harness", "devices", "--no-check"],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={"JETSON_HIL_PROFILES": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(broken) in lines[0] and "cpu_cores" in lines[0]
+
+
+def test_lease_is_exclusive_across_processes(tmp_path: Path) -> None:
+    """A board leased by one process is skipped by another; the second board is handed out instead."""
+    holder_script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from harness.lease import acquire
+        lease = acquire(["a"], Path({str(tmp_path)!r}), timeout=5)
+        print("held", flush=True)
+        sys.stdin.readline()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", holder_script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        assert holder(tmp_path, "a") is not None and holder(tmp_path, "b") is None
+        with acquire(["a", "b"], tmp_path, timeout=5) as lease:
+            assert lease.board == "b"
+            with pytest.raises(LeaseError, match="all boards matching the selector are leased"):
+                acquire(["a", "b"], tmp_path, timeout=0.6)
+    finally:
+        proc.communicate("\n", timeout=10)
+    with acquire(["a"], tmp_path, timeout=5) as lease:
+        assert lease.board == "a"

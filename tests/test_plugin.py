@@ -1,0 +1,128 @@
+"""The pytest plugin, driven through pytester in a subprocess as a user would run it."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+
+def test_help_shows_the_options(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help")
+    out = result.stdout.str()
+    for option in ("--device=SELECTOR", "--lab=LAB_YAML", "--report-dir=DIR", "--power-mode=MODES",
+                   "--lease-timeout=SECONDS"):
+        assert option in out
+
+
+def test_requires_marker_skips_with_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.requires("int8")
+        def test_int8(device_profile):
+            pass
+
+        @pytest.mark.requires("fp16")
+        def test_fp16(device_profile):
+            assert device_profile.name == "nano"
+    """)
+    result = pytester.runpytest_subprocess("--device=nano", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*nano lacks int8*"])
+
+
+def test_without_device_board_tests_skip(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        def test_needs_board(board):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no board selected: pass --device*"])
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_board_errors_once_then_skips(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    lab = pytester.path / "lab.yaml"
+    lab.write_text(f"""
+boards:
+  - name: gone
+    profile: xavier-nx
+    transport: {{kind: ssh, host: 127.0.0.1, port: {_closed_port()}, connect_timeout: 2}}
+""")
+    pytester.makepyfile("""
+        def test_a(board):
+            pass
+
+        def test_b(board):
+            pass
+
+        def test_c(board):
+            pass
+
+        def test_no_board():
+            pass
+    """)
+    result = pytester.runpytest_subprocess("--device=gone", f"--lab={lab}", "-rs",
+                                           f"--basetemp={tmp_path / 'base'}",
+                                           "-o", f"cache_dir={tmp_path / 'cache'}")
+    result.assert_outcomes(errors=1, skipped=2, passed=1)
+    result.stdout.fnmatch_lines(["*board 'gone' unavailable, skipping the rest*",
+                                 "*board unavailable:*"])
+
+
+def test_unknown_device_lists_boards(pytester: pytest.Pytester) -> None:
+    lab = pytester.path / "lab.yaml"
+    lab.write_text("boards:\n  - {name: nx1, profile: xavier-nx, transport: {kind: local}}\n")
+    pytester.makepyfile("""
+        def test_a(board):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("--device=orin-42", f"--lab={lab}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no board matches --device 'orin-42'*boards: nx1*"])
+
+
+@pytest.mark.sshd
+def test_board_fixture_over_real_ssh(pytester: pytest.Pytester, sshd_server) -> None:
+    lab = pytester.path / "lab.yaml"
+    lab.write_text(f"""
+boards:
+  - name: bench-1
+    profile: xavier-nx
+    tags: [ci]
+    transport:
+      kind: ssh
+      host: {sshd_server.host}
+      port: {sshd_server.port}
+      user: {sshd_server.user}
+      key: {sshd_server.key_file}
+      known_hosts: {sshd_server.known_hosts}
+""")
+    pytester.makepyfile("""
+        def test_run(board):
+            assert board.name == "bench-1"
+            assert board.transport.run("echo hello").stdout == "hello\\n"
+
+        def test_same_board(board, device_profile):
+            assert device_profile.name == "xavier-nx"
+    """)
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess("--device=tag:ci", f"--lab={lab}", f"--junitxml={junit}",
+                                           "-W", "ignore::UserWarning")
+    result.assert_outcomes(passed=2)
+    xml = junit.read_text()
+    assert 'name="board" value="bench-1"' in xml and 'name="harness_version"' in xml
+
+
+@pytest.fixture(autouse=True)
+def _private_leases(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test leases from its own folder, so tests never wait on each other's boards."""
+    monkeypatch.setenv("JETSON_HIL_LEASE_DIR", str(tmp_path / "leases"))
