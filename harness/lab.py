@@ -11,7 +11,6 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ContextManager
 
 from harness.board import Board
 from harness.errors import ConfigError
@@ -27,7 +26,7 @@ DEFAULT_LAB = Path("lab.yaml")
 DEFAULT_LEASE_TIMEOUT_S = 600.0
 
 #: prefix -> factory(argument) giving a context manager that yields one BoardEntry while it lives
-BoardProvider = Callable[[str], ContextManager[BoardEntry]]
+BoardProvider = Callable[[str], contextlib.AbstractContextManager[BoardEntry]]
 _PROVIDERS: dict[str, BoardProvider] = {}
 
 

@@ -6,6 +6,7 @@ the transport.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import subprocess
@@ -87,10 +88,8 @@ class Board:
     def reboot(self, timeout: float = 300.0) -> None:
         """Reboot and wait until the board answers again from a new boot."""
         before = self.boot_id()
-        try:
+        with contextlib.suppress(TransportError):  # the connection may drop before the command returns
             self.transport.run(f"{self.sudo}sh -c 'sleep 1; reboot' >/dev/null 2>&1 &", timeout=15)
-        except TransportError:
-            pass  # the connection may drop before the command returns
         self.wait_back(timeout, previous_boot=before)
 
     def wait_back(self, timeout: float = 300.0, previous_boot: str | None = None) -> None:

@@ -53,7 +53,7 @@ def devices(lab: LabOption = None,
     lease_dir = inventory.lease_dir.expanduser() if inventory.lease_dir else default_lease_dir()
     with ThreadPoolExecutor(max_workers=16) as pool:
         reach = list(pool.map(_reachable, inventory.boards)) if check else ["-"] * len(inventory.boards)
-    for entry, reachable in zip(inventory.boards, reach):
+    for entry, reachable in zip(inventory.boards, reach, strict=True):
         config = entry.transport
         where = f"ssh {config.user}@{config.host}:{config.port}" if isinstance(config, SshTransportConfig) else "local"
         held = holder(lease_dir, entry.name) if lease_dir.is_dir() else None
@@ -74,10 +74,11 @@ def _sample_summary(sample: TegrastatsSample, rule: str) -> str:
     return ", ".join(parts)
 
 
-def probe(device: Annotated[str, typer.Option("--device", help="board name, profile, tag:X or provider selector")],
-          lab: LabOption = None,
-          lease_timeout: Annotated[float, typer.Option(help="seconds to wait for a free board")] = DEFAULT_LEASE_TIMEOUT_S,
-          ) -> None:
+DeviceOption = Annotated[str, typer.Option("--device", help="board name, profile, tag:X or provider selector")]
+LeaseTimeout = Annotated[float, typer.Option(help="seconds to wait for a free board")]
+
+
+def probe(device: DeviceOption, lab: LabOption = None, lease_timeout: LeaseTimeout = DEFAULT_LEASE_TIMEOUT_S) -> None:
     """Connect to a board and print what it is: model, part number, L4T, JetPack, power mode, clocks, telemetry."""
     with open_board(device, load_inventory(lab), lease_timeout, purpose="hil probe") as board:
         identity = board.identity()
