@@ -173,9 +173,7 @@ def _other_host_key_line(sshd_server: SshdServer, tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("trust_on_first_use", [False, True])
-def test_changed_host_key_is_refused(
-    sshd_server: SshdServer, tmp_path: Path, trust_on_first_use: bool
-) -> None:
+def test_changed_host_key_is_refused(sshd_server: SshdServer, tmp_path: Path, trust_on_first_use: bool) -> None:
     """Even trust-on-first-use never accepts a key that differs from the recorded one."""
     known_hosts = tmp_path / "known_hosts"
     recorded = _other_host_key_line(sshd_server, tmp_path)

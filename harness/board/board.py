@@ -82,8 +82,9 @@ class Board:
         raise CommandFailed(f"{self.name}: `{command}` printed nothing within {timeout:.0f}s")
 
     def boot_id(self) -> str:
-        """The kernel's random boot id: changes on every boot, so it tells a reboot happened."""
-        return self.transport.run("cat /proc/sys/kernel/random/boot_id", timeout=10).check().stdout.strip()
+        """What changes on every boot: the kernel's boot id and the start time of PID 1 (init)."""
+        command = "cat /proc/sys/kernel/random/boot_id; cut -d' ' -f22 /proc/1/stat"
+        return " ".join(self.transport.run(command, timeout=10).check().stdout.split())
 
     def reboot(self, timeout: float = 300.0) -> None:
         """Reboot and wait until the board answers again from a new boot."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib.metadata import entry_points
 
 import typer
 from rich.console import Console
@@ -16,6 +17,8 @@ app = typer.Typer(help="jetson-hil: test and benchmark object-detection modules 
 app.command("devices")(devices.devices)
 app.command("probe")(devices.probe)
 app.add_typer(telemetry.app, name="telemetry")
+for _plugin in entry_points(group="jetson_hil.cli"):
+    app.add_typer(_plugin.load(), name=_plugin.name)
 
 err = Console(stderr=True)
 

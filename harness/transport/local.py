@@ -45,21 +45,15 @@ class LocalTransport(Transport):
     def reconnect(self, timeout: float = 300.0) -> None:
         """This machine is always reachable from itself."""
 
-    def run(
-        self, command: str, timeout: float = DEFAULT_TIMEOUT_S, stdin: str | None = None
-    ) -> CommandResult:
+    def run(self, command: str, timeout: float = DEFAULT_TIMEOUT_S, stdin: str | None = None) -> CommandResult:
         log.debug("run on %s: %s", self.target, command)
         started = time.monotonic()
         with self._spawn(command, stdin=subprocess.PIPE) as proc:  # exiting closes the pipes
             try:
-                stdout, stderr = proc.communicate(
-                    stdin.encode() if stdin is not None else b"", timeout=timeout
-                )
+                stdout, stderr = proc.communicate(stdin.encode() if stdin is not None else b"", timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
-                raise CommandTimeout(
-                    f"`{command}` on {self.target} did not finish within {timeout:g}s"
-                ) from None
+                raise CommandTimeout(f"`{command}` on {self.target} did not finish within {timeout:g}s") from None
         return CommandResult(
             command,
             proc.returncode,
@@ -69,9 +63,10 @@ class LocalTransport(Transport):
         )
 
     def stream(self, command: str, timeout: float | None = None) -> StreamingCommand:
-        """Stdout only (stderr is discarded); the deadline holds even while no line arrives."""
+        """Stdout and stderr interleaved, like the SSH transport's pty; the deadline holds even while no
+        line arrives."""
         log.debug("stream on %s: %s", self.target, command)
-        proc = self._spawn(command, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = self._spawn(command, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         return _LocalStream(proc, command, self.target, timeout)
 
     def _spawn(self, command: str, stdin: int, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
@@ -105,16 +100,16 @@ class _LocalStream(StreamingCommand):
 
     _END = None
 
-    def __init__(
-        self, proc: subprocess.Popen[bytes], command: str, target: str, timeout: float | None
-    ) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], command: str, target: str, timeout: float | None) -> None:
         self._proc = proc
         self._command = command
         self._target = target
         self._timeout = timeout
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._stopped = False
+        self._code: int | None = None
         self._queue: queue.Queue[str | None] = queue.Queue()
+        self._eof = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"stream-{proc.pid}", daemon=True)
         self._reader.start()
 
@@ -127,6 +122,7 @@ class _LocalStream(StreamingCommand):
                 self._queue.put(line)
         for line in splitter.flush():
             self._queue.put(line)
+        self._eof.set()
         self._queue.put(self._END)
 
     def lines(self) -> Iterator[str]:
@@ -147,8 +143,10 @@ class _LocalStream(StreamingCommand):
 
     def stop(self) -> int | None:
         """Kill the command's process group. Returns the exit code if it had ended by itself, else None."""
+        if self._stopped:
+            return self._code
         self._stopped = True
-        if not self._reader.is_alive():  # output ended by itself; the exit follows right behind
+        if self._eof.is_set():  # output ended by itself; the exit follows right behind
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(_EXIT_WAIT_S)
         code = self._proc.poll()
@@ -157,6 +155,7 @@ class _LocalStream(StreamingCommand):
         self._reader.join(_READER_JOIN_S)  # bounded: a daemon the command left behind may hold stdout
         assert self._proc.stdout is not None
         self._proc.stdout.close()
+        self._code = code
         return code
 
 

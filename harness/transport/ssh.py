@@ -116,7 +116,10 @@ class SshTransport(Transport):
         pkey = self._load_key()
         client = paramiko.SSHClient()
         if self.known_hosts.exists():
-            client.load_host_keys(str(self.known_hosts))
+            try:
+                client.load_host_keys(str(self.known_hosts))
+            except OSError as e:
+                raise TransportError(f"cannot read known_hosts file {self.known_hosts}: {e.strerror}") from e
         client.set_missing_host_key_policy(_UnknownHostPolicy(self))
         try:
             client.connect(
@@ -156,9 +159,7 @@ class SshTransport(Transport):
         try:
             return paramiko.PKey.from_path(self._key_file)
         except OSError as e:
-            raise TransportError(
-                f"cannot connect to {self.target}: SSH key file unreadable ({e.strerror})"
-            ) from None
+            raise TransportError(f"cannot connect to {self.target}: SSH key file unreadable ({e.strerror})") from None
         except (paramiko.SSHException, ValueError):
             raise TransportError(
                 f"cannot connect to {self.target}: SSH key file is not a usable unencrypted private key"
@@ -208,9 +209,7 @@ class SshTransport(Transport):
         channel.exec_command(command)
         return channel
 
-    def run(
-        self, command: str, timeout: float = DEFAULT_TIMEOUT_S, stdin: str | None = None
-    ) -> CommandResult:
+    def run(self, command: str, timeout: float = DEFAULT_TIMEOUT_S, stdin: str | None = None) -> CommandResult:
         """Run to completion; stdout and stderr are read together so neither pipe can fill up and stall
         the command. On timeout the channel is closed (a remote process that neither reads nor writes
         may outlive that; use stream() for commands that must die with the harness)."""
@@ -409,9 +408,7 @@ class _UnknownHostPolicy(paramiko.MissingHostKeyPolicy):
         with os.fdopen(fd, "a") as f:
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
         client.get_host_keys().add(hostname, key.get_name(), key)
-        log.warning(
-            "trusting new host key of %s (%s), saved to %s", owner.target, key.fingerprint, owner.known_hosts
-        )
+        log.warning("trusting new host key of %s (%s), saved to %s", owner.target, key.fingerprint, owner.known_hosts)
 
 
 class _SshStream(StreamingCommand):
@@ -448,9 +445,7 @@ class _SshStream(StreamingCommand):
             remaining = None if self._deadline is None else self._deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 self.stop()
-                raise CommandTimeout(
-                    f"`{self._command}` on {self._target} did not finish within {self._timeout:g}s"
-                )
+                raise CommandTimeout(f"`{self._command}` on {self._target} did not finish within {self._timeout:g}s")
             select.select([channel], [], [], remaining)
 
     def stop(self) -> int | None:
