@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install everything jetson-hil needs on a fresh Debian 12 machine (idempotent):
-# Debian packages (OpenSSH server for the SSH tests), a virtualenv in .venv with the harness
-# and its test tools. Run as root or with sudo available.
+# Debian packages (OpenSSH for the SSH tests, the Docker engine and debootstrap for virtual
+# boards), a running Docker engine, and a virtualenv in .venv with the harness and its test tools.
+# Run as root or with sudo available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openssh-server openssh-client python3-venv ca-certificates)
+APT_PACKAGES=(openssh-server openssh-client python3-venv ca-certificates docker.io debootstrap iptables iproute2)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -17,6 +18,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> installing Debian packages: ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+# The Docker engine: systemd starts it where systemd runs; otherwise start dockerd ourselves.
+if ! as_root docker info >/dev/null 2>&1; then
+  echo "==> starting the Docker engine"
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl start docker
+  else
+    as_root sh -c 'nohup setsid dockerd >/var/log/jetson-hil-dockerd.log 2>&1 </dev/null &'
+  fi
+  for _ in $(seq 1 60); do as_root docker info >/dev/null 2>&1 && break; sleep 1; done
+  as_root docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/jetson-hil-dockerd.log" >&2; exit 1; }
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -46,7 +46,7 @@ def _debootstrap(target: Path) -> None:
         assert proc.stdout is not None
         tail: list[str] = []
         for line in proc.stdout:
-            tail = (tail + [line.rstrip()])[-20:]
+            tail = [*tail, line.rstrip()][-20:]
             status.update(f"debootstrap: {line.strip()[:100]}")
         if proc.wait(timeout=DEBOOTSTRAP_TIMEOUT_S) != 0:
             raise HarnessError("debootstrap failed:\n" + "\n".join(tail))

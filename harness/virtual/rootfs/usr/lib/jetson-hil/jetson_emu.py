@@ -11,6 +11,7 @@ clocks, temperatures and power are modeled from them and the power mode
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -235,7 +236,7 @@ def rails(spec: dict, total: float) -> list[tuple[str, float]]:
         return [(rule, total)] + [(n, total * 0.8 * RAIL_SHARES[i % 4]) for i, n in enumerate(subs)]
     shares = [RAIL_SHARES[i % 4] for i in range(len(names))]
     scale = sum(shares)
-    return [(n, total * s / scale) for n, s in zip(names, shares)]
+    return [(n, total * s / scale) for n, s in zip(names, shares, strict=True)]
 
 
 class Averages:
@@ -376,10 +377,8 @@ def tegrastats_main(argv: list[str]) -> int:
     if "--stop" in argv:
         pid = _read(TEGRASTATS_PID)
         if pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             os.unlink(TEGRASTATS_PID)
         return 0
     if "--start" in argv:
@@ -391,18 +390,18 @@ def tegrastats_main(argv: list[str]) -> int:
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    out = open(logfile, "a", buffering=1) if logfile else sys.stdout
-    meter, averages = LoadMeter(spec), Averages()
-    period = interval_ms / 1000.0
-    deadline = time.monotonic()
-    try:
-        while True:
-            deadline += period
-            time.sleep(max(0.0, deadline - time.monotonic()))
-            out.write(tegrastats_line(spec, meter, averages) + "\n")
-            out.flush()
-    except (BrokenPipeError, KeyboardInterrupt):
-        return 0
+    with open(logfile, "a", buffering=1) if logfile else contextlib.nullcontext(sys.stdout) as out:
+        meter, averages = LoadMeter(spec), Averages()
+        period = interval_ms / 1000.0
+        deadline = time.monotonic()
+        try:
+            while True:
+                deadline += period
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                out.write(tegrastats_line(spec, meter, averages) + "\n")
+                out.flush()
+        except (BrokenPipeError, KeyboardInterrupt):
+            return 0
 
 
 def reboot_main(argv: list[str]) -> int:
