@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError, UnknownDeviceError
+from harness.lease import default_lease_dir
 from harness.profiles import DeviceProfile
 from harness.yamlfile import read_yaml, validation_error
 
@@ -53,6 +54,10 @@ class Lab(_Strict):
     lease_dir: Path | None = None
     boards: list[BoardEntry] = []
     source: str = Field(default="<memory>", exclude=True)
+
+    def lease_folder(self) -> Path:
+        """Where this lab's leases live: `lease_dir:` when given, else the default."""
+        return self.lease_dir.expanduser() if self.lease_dir else default_lease_dir()
 
     def select(self, selector: str, profiles: dict[str, DeviceProfile]) -> list[BoardEntry]:
         """Boards matching a board name, a profile name, or `tag:X` (in inventory order)."""

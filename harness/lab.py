@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.board import Board
 from harness.errors import ConfigError
 from harness.inventory import BoardEntry, Lab, LocalTransportConfig, SshTransportConfig, load_lab
-from harness.lease import acquire, default_lease_dir
+from harness.lease import acquire
 from harness.profiles import all_profiles, get_profile
 from harness.transport.base import Transport
 from harness.transport.local import LocalTransport
@@ -82,8 +82,7 @@ def board_entry(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TI
             yield entry
         return
     candidates = lab.select(selector, all_profiles())
-    lease_dir = lab.lease_dir.expanduser() if lab.lease_dir else default_lease_dir()
-    with acquire([b.name for b in candidates], lease_dir, lease_timeout, purpose) as lease:
+    with acquire([b.name for b in candidates], lab.lease_folder(), lease_timeout, purpose) as lease:
         yield next(b for b in candidates if b.name == lease.board)
 
 

@@ -11,17 +11,26 @@ import logging
 import shlex
 import subprocess
 import time
+from dataclasses import dataclass
 from functools import cached_property
 
 from harness.board.identity import Identity, read_identity
 from harness.board.jetson_clocks import ClocksStatus, JetsonClocks
-from harness.board.nvpmodel import Nvpmodel, PowerModeState, SetResult
+from harness.board.nvpmodel import Nvpmodel, PowerModeState
 from harness.errors import CommandFailed, HarnessError, TransportError
 from harness.profiles import DeviceProfile
 from harness.telemetry.tegrastats import TegrastatsSample, parse_line
 from harness.transport.base import Transport
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SetResult:
+    """The power mode after a switch, and whether the switch rebooted the board."""
+
+    mode: PowerModeState
+    reboot_required: bool
 
 
 class Board:
@@ -60,14 +69,14 @@ class Board:
     def set_power_mode(self, mode: int | str, *, allow_reboot: bool = False) -> SetResult:
         """Switch power mode (by id or name from the profile); reboot only when allowed and required."""
         target = self.profile.mode(mode)
-        result = self.nvpmodel.set(target.id, accept_reboot=allow_reboot)
-        if result.reboot_required and not allow_reboot:
+        before = self.boot_id() if allow_reboot else None
+        reboot_required = self.nvpmodel.set(target.id, accept_reboot=allow_reboot)
+        if reboot_required and not allow_reboot:
             raise HarnessError(f"{self.name}: power mode {target.name} needs a reboot; "
-                               "pass allow_reboot=True (or --allow-reboot) to switch")
-        if result.reboot_required:
-            self.wait_back()
-            return SetResult(self.power_mode(), True)
-        return result
+                               "pass allow_reboot=True to switch")
+        if reboot_required:
+            self.wait_back(previous_boot=before)
+        return SetResult(self.power_mode(), reboot_required)
 
     def clocks_status(self) -> ClocksStatus:
         return self.clocks.show()

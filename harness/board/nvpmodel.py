@@ -91,12 +91,6 @@ def parse_query(text: str) -> PowerModeState:
     raise ParseError(f"nvpmodel -q: expected 'NV Power Mode: NAME' then the id, got {text.strip()[:120]!r}")
 
 
-@dataclass(frozen=True)
-class SetResult:
-    mode: PowerModeState
-    reboot_required: bool
-
-
 class Nvpmodel:
     """nvpmodel on one board; setting needs root (`sudo` is the board's command prefix)."""
 
@@ -112,14 +106,13 @@ class Nvpmodel:
         result = self._transport.run("nvpmodel -q", timeout=30).check()
         return parse_query(result.stdout + "\n" + result.stderr)
 
-    def set(self, mode_id: int, *, accept_reboot: bool = False) -> SetResult:
-        """Switch to `mode_id`. Some switches ask to reboot: answered NO unless `accept_reboot`."""
+    def set(self, mode_id: int, *, accept_reboot: bool = False) -> bool:
+        """Switch to `mode_id`; True when the switch needs a reboot (answered NO unless `accept_reboot`)."""
         answer = "YES\n" if accept_reboot else "NO\n"
         result = self._transport.run(f"{self._sudo}nvpmodel -m {int(mode_id)}", timeout=60, stdin=answer)
         output = result.stdout + "\n" + result.stderr
         error = _ERROR_RE.search(output)
         if error or not result.ok:
-            detail = error["msg"].strip() if error else output.strip().splitlines()[-1:]
+            detail = error["msg"].strip() if error else (output.strip().splitlines() or ["no output"])[-1]
             raise CommandFailed(f"{self._transport.target}: nvpmodel -m {mode_id} failed: {detail}")
-        reboot = bool(_REBOOT_RE.search(output))
-        return SetResult(self.query() if not (reboot and accept_reboot) else PowerModeState(mode_id, ""), reboot)
+        return bool(_REBOOT_RE.search(output))

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from harness.inventory import BoardEntry, SshTransportConfig
 from harness.lab import DEFAULT_LEASE_TIMEOUT_S, load_inventory, open_board
-from harness.lease import default_lease_dir, holder
+from harness.lease import holder
 from harness.profiles import all_profiles
 from harness.telemetry.tegrastats import TegrastatsSample
 
@@ -50,7 +50,7 @@ def devices(lab: LabOption = None,
     boards = Table(title=f"Boards in {inventory.source}", title_justify="left")
     for column in ("board", "profile", "transport", "tags", "reachable", "leased by"):
         boards.add_column(column)
-    lease_dir = inventory.lease_dir.expanduser() if inventory.lease_dir else default_lease_dir()
+    lease_dir = inventory.lease_folder()
     with ThreadPoolExecutor(max_workers=16) as pool:
         reach = list(pool.map(_reachable, inventory.boards)) if check else ["-"] * len(inventory.boards)
     for entry, reachable in zip(inventory.boards, reach, strict=True):
