@@ -46,3 +46,7 @@ class CommandFailed(HarnessError):
 
 class ParseError(HarnessError):
     """Tool output did not have the expected shape."""
+
+
+class DeployError(HarnessError):
+    """The module could not be deployed, started or reached on a board; says which step and why."""

@@ -57,6 +57,16 @@ class VirtualLimits(_Strict):
     l4t: str = Field(pattern=r"^\d+\.\d+\.\d+$", description="L4T release the virtual board reports")
 
 
+class ThroughputFloor(_Strict):
+    """A lab-calibrated minimum: the throughput suite fails below it (none by default: record and pass)."""
+
+    power_mode: int | str
+    precision: Precision
+    batch: int = Field(ge=1)
+    metric: str = Field(pattern=r"^(raw_fps|pipeline_fps)$")
+    min: float = Field(gt=0)
+
+
 class DeviceProfile(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     display_name: str
@@ -79,6 +89,7 @@ class DeviceProfile(_Strict):
     l4t: VersionRange
     telemetry: TelemetryShape
     virtual: VirtualLimits
+    throughput_floors: list[ThroughputFloor] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _modes_consistent(self) -> DeviceProfile:
@@ -103,6 +114,15 @@ class DeviceProfile(_Strict):
                 return mode
         known = ", ".join(f"{m.id}={m.name}" for m in self.power_modes)
         raise ConfigError(f"profile {self.name}", "power mode", f"unknown mode {key!r}; known: {known}")
+
+    def floor(self, mode: PowerMode, precision: str, batch: int, metric: str) -> float | None:
+        """The calibrated minimum for one measurement, if the lab set one."""
+        for floor in self.throughput_floors:
+            if (self.mode(floor.power_mode).id, floor.precision, floor.batch, floor.metric) == (
+                mode.id, precision, batch, metric,
+            ):
+                return floor.min
+        return None
 
     @property
     def default_mode(self) -> PowerMode:

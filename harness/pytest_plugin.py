@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
     load_providers()
 
 
-def _profile_for_selector(config: pytest.Config) -> DeviceProfile | None:
+def selected_profile(config: pytest.Config) -> DeviceProfile | None:
     """The profile a selector names, without connecting (for capability skips)."""
     selector = config.getoption("--device")
     if not selector:
@@ -70,7 +70,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def device_profile(request: pytest.FixtureRequest) -> DeviceProfile:
     """The DeviceProfile of the selected board."""
     try:
-        profile = _profile_for_selector(request.config)
+        profile = selected_profile(request.config)
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     if profile is None:

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openssh-server openssh-client python3-venv ca-certificates docker.io debootstrap iptables iproute2)
+APT_PACKAGES=(openssh-server openssh-client python3-venv ca-certificates docker.io debootstrap iptables iproute2 mosquitto)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 import typer
 from rich.console import Console
 
-from harness.cli import devices, telemetry
+from harness.cli import devices, golden, telemetry
 from harness.errors import HarnessError
 from harness.lab import load_providers
 
@@ -16,6 +16,7 @@ app = typer.Typer(help="jetson-hil: test and benchmark object-detection modules 
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.command("devices")(devices.devices)
 app.command("probe")(devices.probe)
+app.command("golden")(golden.golden)
 app.add_typer(telemetry.app, name="telemetry")
 for _plugin in entry_points(group="jetson_hil.cli"):
     app.add_typer(_plugin.load(), name=_plugin.name)

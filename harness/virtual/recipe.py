@@ -13,7 +13,7 @@ from harness.profiles import DeviceProfile
 ROOTFS_OVERLAY = Path(__file__).parent / "rootfs"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("JETSON_HIL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-BASE_PACKAGES = ("openssh-server", "python3", "iptables", "iproute2", "procps", "ca-certificates")
+BASE_PACKAGES = ("openssh-server", "python3", "python3-venv", "iptables", "iproute2", "procps", "ca-certificates")
 BASE_REPOSITORY = "jetson-hil/base"
 BOARD_REPOSITORY = "jetson-hil/board"
 TOOLS = {"/usr/sbin/nvpmodel": "nvpmodel", "/usr/bin/jetson_clocks": "jetson_clocks",

@@ -1,0 +1,153 @@
+"""A handle on the module deployed to a board: its API through an SSH tunnel, one-shot runs, logs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shlex
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.board import Board
+from harness.errors import DeployError
+from harness.transport.base import CommandResult
+
+API_TIMEOUT_S = 10.0
+HEALTH_POLL_S = 0.25
+
+
+def put_bytes(board: Board, data: bytes, remote: str) -> None:
+    """Upload in-memory content (transports copy files, so go through a private temp file)."""
+    with tempfile.NamedTemporaryFile(prefix="jetson-hil-") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        board.transport.put(tmp.name, remote)
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """What a deploy had to do; a second deploy of the same module should do nothing."""
+
+    copied_bundle: bool
+    installed_requirements: bool
+    restarted_service: bool
+    seconds: float
+    manager: str  # "systemd" or "supervisor"
+
+    @property
+    def changed(self) -> bool:
+        return self.copied_bundle or self.installed_requirements or self.restarted_service
+
+
+class ModuleHandle:
+    """The running module on one board. ``close()`` drops the tunnel; ``stop()`` stops the service."""
+
+    def __init__(self, board: Board, root: str, api_port: int, bundle_sha: str, report: DeployReport, stopper):
+        self.board, self.root, self.api_port = board, root, api_port
+        self.bundle_sha, self.report = bundle_sha, report
+        self._stopper = stopper
+        self._tunnel = contextlib.ExitStack()
+        self._local_port: int | None = None
+
+    # one-shot commands -----------------------------------------------------------------------------
+    def python_command(self, args: list[str]) -> str:
+        env = f"JETSON_HIL_ENGINE_CACHE={shlex.quote(self.root + '/engines')}"
+        return f"cd {shlex.quote(self.root + '/app')} && {env} {shlex.quote(self.root + '/venv/bin/python')} " + (
+            shlex.join(["-m", "module", *args])
+        )
+
+    def run_module(self, args: list[str], timeout: float) -> CommandResult:
+        """``python -m module ARGS`` on the board (bench, a one-shot run over fixture images)."""
+        return self.board.transport.run(self.python_command(args), timeout=timeout)
+
+    def put_tree(self, local: Path, remote_name: str) -> str:
+        """Copy a local folder to ROOT/data/REMOTE_NAME (replacing it) and return the remote path."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            tar.add(str(local), arcname=remote_name)
+        target = f"{self.root}/data"
+        archive = f"{target}/{remote_name}.tar.gz"
+        self.board.transport.run(f"mkdir -p {shlex.quote(target)}", timeout=30).check()
+        put_bytes(self.board, buffer.getvalue(), archive)
+        q = shlex.quote
+        self.board.transport.run(
+            f"cd {q(target)} && rm -rf {q(remote_name)} && tar -xzf {q(archive)} && rm -f {q(archive)}", timeout=120
+        ).check()
+        return f"{target}/{remote_name}"
+
+    def logs(self, lines: int = 200) -> str:
+        log_file = shlex.quote(self.root + "/logs/module.log")
+        return self.board.transport.run(f"tail -n {int(lines)} {log_file}", timeout=30).stdout
+
+    # control API -----------------------------------------------------------------------------------
+    def _port(self) -> int:
+        if self._local_port is None:
+            self._local_port = self._tunnel.enter_context(self.board.transport.forward(self.api_port))
+        return self._local_port
+
+    def api(self, path: str, method: str = "GET", body: dict | None = None, timeout: float = API_TIMEOUT_S) -> dict:
+        """Call the module's control API; HTTP errors come back as DeployError with the module's message."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self._port()}{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise DeployError(f"{self.board.name}: module API {method} {path}: {exc.code} {detail}") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise DeployError(f"{self.board.name}: module API {method} {path} unreachable: {exc}") from None
+
+    def wait_healthy(self, timeout: float = 120.0) -> dict:
+        """Poll /health on the board itself until the module answers (engine builds make a first start slow).
+
+        Polling from the board keeps refused tunnel connections out of the logs while the module starts.
+        """
+        probe = (
+            f"{shlex.quote(self.root + '/venv/bin/python')} -c \"import urllib.request; print(urllib.request.urlopen("
+            f"'http://127.0.0.1:{self.api_port}/health', timeout=2).read().decode())\" 2>/dev/null"
+        )
+        if self.report.manager == "systemd":
+            gone = "systemctl is-failed --quiet jetson-hil-module"
+        else:
+            gone = f"! kill -0 $(cat {shlex.quote(self.root + '/run/supervisor.pid')} 2>/dev/null) 2>/dev/null"
+        probe = f"{probe} || {{ {gone} && echo GAVE-UP; }}"
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            result = self.board.transport.run(probe, timeout=15)
+            if result.stdout.strip() == "GAVE-UP":
+                last = "the module exited and its supervisor gave up"
+                break
+            if result.ok and result.stdout.strip():
+                health = json.loads(result.stdout)
+                if health.get("status") in ("running", "stopped"):
+                    return health
+                last = f"module reports {health}"
+            time.sleep(HEALTH_POLL_S)
+        tail = self.logs(20).strip().splitlines()[-5:]
+        raise DeployError(
+            f"{self.board.name}: module not healthy ({last}); last log lines: " + " | ".join(tail)
+        )
+
+    def stop(self) -> None:
+        """Stop the service on the board (teardown); the deployed files stay for the next deploy."""
+        self.close()
+        self._stopper()
+
+    def close(self) -> None:
+        self._tunnel.close()
+        self._local_port = None
+
+    def __enter__(self) -> ModuleHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

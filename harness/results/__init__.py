@@ -1,0 +1,23 @@
+"""Results: one tidy row per observation, appended to disk the moment it is measured.
+
+`table` holds the row schema, the crash-safe writer and the reader; `modeled` decides whether a
+metric was measured or modeled on this board; `benchmark` exports latencies as pytest-benchmark JSON.
+"""
+
+from harness.results.benchmark import benchmark_entry, write_benchmark_json
+from harness.results.modeled import modeled_metrics, observations, read_modeled, source_of
+from harness.results.table import FIELDS, ResultsWriter, Row, RowContext, read_results
+
+__all__ = [
+    "FIELDS",
+    "ResultsWriter",
+    "Row",
+    "RowContext",
+    "benchmark_entry",
+    "modeled_metrics",
+    "observations",
+    "read_modeled",
+    "read_results",
+    "source_of",
+    "write_benchmark_json",
+]

@@ -1,0 +1,151 @@
+"""The results table: a CSV that every pytest-xdist worker appends to, one durable row at a time.
+
+Why CSV: pandas (`pd.read_csv`) and spreadsheets read it as is. Why one shared file rather than a
+file per worker: nothing to merge, and a crashed worker's rows are already in place. Each append
+takes an inter-process `filelock` (so the header is written exactly once, by whoever finds the file
+empty), goes out in a single `write` on an O_APPEND descriptor, and is fsync'd before the lock is
+released: a SIGKILL or power loss afterwards cannot take that row with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from filelock import FileLock
+
+from harness.errors import HarnessError
+
+Source = Literal["measured", "modeled"]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One observation: which run, board and configuration, what was observed, and how (measured|modeled)."""
+
+    run: str
+    board: str
+    profile: str
+    power_mode: str | None
+    precision: str | None
+    batch: int | None
+    suite: str
+    test: str
+    metric: str
+    value: float
+    unit: str
+    source: Source = "measured"
+    time: str = field(default_factory=utc_now)
+
+
+FIELDS = tuple(f.name for f in fields(Row))
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """Everything a test's rows share; `row` fills in the observation."""
+
+    run: str
+    board: str
+    profile: str
+    suite: str
+    test: str
+    power_mode: str | None = None
+    precision: str | None = None
+    batch: int | None = None
+
+    def row(self, metric: str, value: float, unit: str, source: Source = "measured") -> Row:
+        return Row(run=self.run, board=self.board, profile=self.profile, power_mode=self.power_mode,
+                   precision=self.precision, batch=self.batch, suite=self.suite, test=self.test,
+                   metric=metric, value=float(value), unit=unit, source=source)
+
+
+def _csv_line(values: Iterable[object]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(["" if v is None else v for v in values])
+    return out.getvalue()
+
+
+_HEADER = _csv_line(FIELDS)
+
+
+class ResultsWriter:
+    """Appends rows to `path` durably; safe to share between processes (each holds its own writer)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(f"{self.path}.lock")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with self._lock:
+            self._check_header()
+
+    def _check_header(self) -> None:
+        """A file from another schema version must not get rows in a different column order."""
+        if os.fstat(self._fd).st_size == 0:
+            return
+        with self.path.open(encoding="utf-8", newline="") as f:
+            first = f.readline()
+        if first != _HEADER:
+            raise HarnessError(f"{self.path}: header {first.strip()!r} is not this harness's {_HEADER.strip()!r}")
+
+    def write(self, row: Row) -> None:
+        """Append one row and fsync it before returning."""
+        line = _csv_line(asdict(row)[name] for name in FIELDS)
+        with self._lock:
+            empty = os.fstat(self._fd).st_size == 0
+            os.write(self._fd, ((_HEADER if empty else "") + line).encode("utf-8"))
+            os.fsync(self._fd)
+
+    def write_all(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            self.write(row)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _none(text: str) -> str | None:
+    return text or None
+
+
+def read_results(path: str | Path) -> list[Row]:
+    """Every complete row of a results file. A last line without its newline (cut off mid-write by a
+    crash on a filesystem that does not write atomically) is skipped, not an error."""
+    text = Path(path).read_text(encoding="utf-8")
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is not None and tuple(reader.fieldnames) != FIELDS:
+        raise HarnessError(f"{path}: columns {reader.fieldnames} are not {list(FIELDS)}")
+    rows = []
+    for record in reader:
+        source = record["source"]
+        if source not in ("measured", "modeled"):
+            raise HarnessError(f"{path}:{reader.line_num}: source {source!r} is not measured or modeled")
+        rows.append(Row(
+            run=record["run"], board=record["board"], profile=record["profile"],
+            power_mode=_none(record["power_mode"]), precision=_none(record["precision"]),
+            batch=int(record["batch"]) if record["batch"] else None,
+            suite=record["suite"], test=record["test"], metric=record["metric"],
+            value=float(record["value"]), unit=record["unit"], source=source, time=record["time"],
+        ))
+    return rows

@@ -1,0 +1,174 @@
+"""``python -m module run``: the long-running module a board hosts.
+
+Wires model → backend → pipeline → outbox → uplink sink, and serves the control API. The
+pipeline can be stopped and started again through the API without reloading the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+from . import __version__
+from .backends import create_backend
+from .decode import Detections, detect_layout
+from .messages import detection_message
+from .model import ModelInfo, load_model
+from .pipeline import Pipeline, PipelineConfig
+from .sources import Frame, open_source
+from .uplink.outbox import Outbox
+from .uplink.publisher import Publisher
+from .uplink.sinks import open_sink
+
+log = logging.getLogger("module")
+
+
+class App:
+    """One module instance: engine loaded once, pipeline (re)started on demand."""
+
+    def __init__(
+        self,
+        *,
+        model: str | None,
+        labels: str | None,
+        backend: str,
+        precision: str,
+        batch: int,
+        device: str,
+        source: str,
+        frames: int | None,
+        sink: str,
+        state_dir: Path,
+        config: PipelineConfig,
+        run_id: str | None = None,
+        outbox_max: int = 100_000,
+    ):
+        self.model: ModelInfo = load_model(model, labels)
+        self.source_spec, self.frames = source, frames
+        open_source(source, limit=1)  # a bad source fails at start with a clear error
+        self.backend = create_backend(backend, self.model, precision=precision, batch=batch, device=device)
+        if self.model.labels is None and self.backend.metadata_labels:
+            self.model = ModelInfo(self.model.path, self.model.sha256, self.backend.metadata_labels)
+        self.layout = detect_layout(self.backend.output_shape, len(self.model.labels) if self.model.labels else None)
+        self.batch, self.config = batch, config
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(state_dir / "outbox.sqlite", max_messages=outbox_max)
+        self.publisher = Publisher(self.outbox, open_sink(sink))
+        self.pipeline: Pipeline | None = None
+        self.error: str | None = None
+        self.started = time.time()
+        self._lock = threading.Lock()
+
+    # pipeline ----------------------------------------------------------------------------------------
+    def _emit(self, frame: Frame, detections: Detections) -> None:
+        frame.ts["emit"] = time.time()
+        self.outbox.put(detection_message(self.run_id, frame, detections, self.model))
+
+    def start(self) -> dict:
+        with self._lock:
+            if self.pipeline is not None and self.pipeline.running:
+                return {"status": "running"}
+            self.error = None
+            frames = open_source(self.source_spec, limit=self.frames)
+            self.pipeline = Pipeline(self.backend, self.layout, frames, self._emit, self.config, batch=self.batch)
+            self.pipeline.start()
+            threading.Thread(target=self._watch, args=(self.pipeline,), name="pipeline-watch", daemon=True).start()
+        return {"status": "running"}
+
+    def _watch(self, pipeline: Pipeline) -> None:
+        try:
+            pipeline.join()
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("pipeline stopped: %s", self.error)
+
+    def stop(self) -> dict:
+        with self._lock:
+            if self.pipeline is not None:
+                self.pipeline.stop()
+                self.pipeline.join(timeout=10)
+        return {"status": "stopped"}
+
+    # API views -------------------------------------------------------------------------------------
+    def health(self) -> dict:
+        running = self.pipeline is not None and self.pipeline.running
+        status = "error" if self.error else "running" if running else "stopped"
+        return {
+            "status": status,
+            "error": self.error,
+            "run_id": self.run_id,
+            "model_sha256": self.model.sha256,
+            "uptime_s": round(time.time() - self.started, 1),
+        }
+
+    def info(self) -> dict:
+        return {
+            "module": __version__,
+            "run_id": self.run_id,
+            "pid": os.getpid(),
+            "model": str(self.model.path),
+            "model_sha256": self.model.sha256,
+            "labels": list(self.model.labels or ()),
+            "backend": self.backend.name,
+            "device": self.backend.device,
+            "precision": self.backend.precision,
+            "batch": self.batch,
+            "input_hw": list(self.backend.input_hw),
+            "layout": self.layout.family,
+            "source": self.source_spec,
+            "versions": self.backend.versions(),
+        }
+
+    def stats(self) -> dict:
+        pipeline = self.stats_source()
+        return dict(pipeline, uplink=self.publisher.stats())
+
+    def stats_source(self) -> dict:
+        if self.pipeline is None:
+            return {"frames": 0, "fps": 0.0, "latency_ms": {}}
+        return self.pipeline.stats.snapshot()
+
+    def get_config(self) -> dict:
+        return asdict(self.config)
+
+    def set_config(self, changes: dict) -> dict:
+        return asdict(self.config.update(changes))
+
+    # lifecycle -------------------------------------------------------------------------------------
+    def serve(self, port: int, autostart: bool, exit_when_done: bool) -> int:
+        """Run until SIGTERM/SIGINT (or the source ends, with ``exit_when_done``); returns the exit code."""
+        from .api import Controls, ControlServer
+
+        done = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: done.set())
+        controls = Controls(self.health, self.info, self.stats, self.get_config, self.set_config, self.start, self.stop)
+        self.publisher.start()
+        if autostart:  # before the API answers, so that a health check never sees a not-yet-started pipeline
+            self.start()
+        server = ControlServer(controls, port=port).start()
+        log.info(
+            "module %s: run %s, model %s, control API on 127.0.0.1:%d",
+            __version__,
+            self.run_id,
+            self.model.sha256[:12],
+            server.port,
+        )
+        try:
+            while not done.wait(0.2):
+                if exit_when_done and self.pipeline is not None and not self.pipeline.running:
+                    break
+        finally:
+            self.stop()
+            self.publisher.stop(timeout=10)
+            server.close()
+            self.outbox.close()
+            self.backend.close()
+        return 1 if self.error else 0

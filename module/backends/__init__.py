@@ -1,0 +1,51 @@
+"""Inference backends behind one interface; ``create_backend`` picks and opens one."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import BackendUnavailable, ModuleError
+from ..model import ModelInfo
+from .base import Backend
+
+# name -> (python module that must import, backend implementation module)
+_BACKENDS = {
+    "tensorrt": ("tensorrt", ".tensorrt"),
+    "onnxruntime": ("onnxruntime", ".onnxruntime"),
+}
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def available_backends() -> dict[str, str | None]:
+    """Each backend's name → None when usable here, else why not (shown by ``python -m module info``)."""
+    status: dict[str, str | None] = {}
+    for name, (requirement, _) in _BACKENDS.items():
+        try:
+            importlib.import_module(requirement)
+        except ImportError as exc:
+            status[name] = f"python package '{requirement}' is not installed ({exc})"
+        else:
+            status[name] = None
+    return status
+
+
+def create_backend(
+    name: str, model: ModelInfo, *, precision: str = "fp32", batch: int = 1, device: str = "auto", **options: object
+) -> Backend:
+    """Open ``name`` ('auto' = TensorRT where installed, else ONNX Runtime) for ``model``."""
+    if precision not in PRECISIONS:
+        raise ModuleError("unknown precision '{}': choose one of {}".format(precision, ", ".join(PRECISIONS)))
+    if batch < 1:
+        raise ModuleError(f"batch must be >= 1, got {batch}")
+    status = available_backends()
+    if name == "auto":
+        name = "tensorrt" if status["tensorrt"] is None else "onnxruntime"
+    if name not in _BACKENDS:
+        raise ModuleError("unknown backend '{}': choose auto, {}".format(name, ", ".join(_BACKENDS)))
+    if status[name] is not None:
+        raise BackendUnavailable(f"backend '{name}' is not available here: {status[name]}")
+    implementation = importlib.import_module(_BACKENDS[name][1], __name__)
+    return implementation.open_backend(model, precision=precision, batch=batch, device=device, **options)
+
+
+__all__ = ["PRECISIONS", "Backend", "available_backends", "create_backend"]

@@ -1,0 +1,44 @@
+"""The interface every inference backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class Backend(ABC):
+    """A loaded engine: feed an NCHW float32 batch, get the raw detector output back.
+
+    Attributes the pipeline and bench read: ``name``, ``precision``, ``device`` (what actually runs
+    it, e.g. 'cpu', 'cuda:0 NVIDIA H100'), ``input_name``, ``input_hw``, ``max_batch`` and
+    ``output_shape`` (batch first, with the engine's batch dimension as built).
+    """
+
+    name: str
+    precision: str
+    device: str
+    input_name: str
+    input_hw: tuple[int, int]
+    max_batch: int
+    output_shape: tuple
+    #: class names the model file itself carries (Ultralytics ONNX metadata), when it does
+    metadata_labels: tuple[str, ...] | None = None
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run one batch (``[n, 3, H, W]`` float32, n <= max_batch) and return ``[n, ...]`` float32."""
+
+    def versions(self) -> dict[str, str]:
+        """Library versions that identify this backend in results (overridden where known)."""
+        return {}
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release engine and device memory (idempotent)."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

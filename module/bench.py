@@ -1,0 +1,131 @@
+"""``python -m module bench``: raw engine throughput and end-to-end pipeline throughput in one run.
+
+Raw is the engine alone on a prepared batch (like trtexec). Pipeline is the full threaded
+pipeline (letterbox, batching, decode, NMS) on frames held in memory, so that disk or camera
+I/O does not hide the pipeline's own overhead (MLPerf loads samples before timing too).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import socket
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+from .backends import create_backend
+from .decode import detect_layout
+from .model import load_model
+from .pipeline import Pipeline
+from .preprocess import letterbox
+from .sources import cycle
+from .stats import STAGES, percentiles_ms
+
+SCHEMA = "jetson-hil.bench/1"
+DISTINCT_FRAMES = 16
+
+
+def sample_images(count: int = DISTINCT_FRAMES, width: int = 640, height: int = 480) -> list[np.ndarray]:
+    """Camera-sized frames with objects in them (content matters little for throughput)."""
+    from .synthetic import MovingScene
+
+    scene = MovingScene(seed=11, width=width, height=height)
+    return [scene.frame(i * 7).image for i in range(count)]
+
+
+def _raw(
+    backend, images: list[np.ndarray], batch: int, frames: int, warmup: int, duration_s: float | None
+) -> tuple[float, list[float]]:
+    tensors = [letterbox(img, backend.input_hw)[0] for img in images[:batch]]
+    while len(tensors) < batch:
+        tensors.append(tensors[len(tensors) % len(images)])
+    data = np.ascontiguousarray(np.stack(tensors))
+    for _ in range(warmup):
+        backend.infer(data)
+    iterations = max(1, math.ceil(frames / batch))
+    latencies = []
+    started = time.perf_counter()
+    while (len(latencies) < iterations) if duration_s is None else (time.perf_counter() - started < duration_s):
+        t0 = time.perf_counter()
+        backend.infer(data)
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    return len(latencies) * batch / elapsed, latencies
+
+
+def _pipeline(
+    backend, layout, images: list[np.ndarray], batch: int, frames: int, warmup: int
+) -> tuple[float, Pipeline]:
+    skip = warmup * batch
+    emitted: list[float] = []
+
+    def emit(frame, detections) -> None:
+        emitted.append(time.perf_counter())
+
+    pipeline = Pipeline(backend, layout, cycle(images, skip + frames), emit, batch=batch).start()
+    pipeline.join()
+    measured = emitted[skip:] if len(emitted) > skip + 1 else emitted
+    span = measured[-1] - measured[0]
+    return ((len(measured) - 1) / span if span > 0 else 0.0), pipeline
+
+
+def run_bench(
+    model_path: str | None,
+    *,
+    frames: int = 300,
+    duration_s: float | None = None,
+    batch: int = 1,
+    warmup: int = 20,
+    precision: str = "fp32",
+    backend_name: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict:
+    """Run both measurements and return the result document (see SCHEMA).
+
+    With ``duration_s`` each part runs for about that long instead of for ``frames`` frames.
+    """
+    model = load_model(model_path)
+    options = {"threads": threads} if threads else {}
+    started = time.time()
+    with create_backend(backend_name, model, precision=precision, batch=batch, device=device, **options) as backend:
+        layout = detect_layout(backend.output_shape, len(model.labels) if model.labels else None)
+        images = sample_images()
+        raw_fps, raw_latencies = _raw(backend, images, batch, frames, warmup, duration_s)
+        if duration_s is not None:  # fixed-duration run: the pipeline gets as many frames as raw managed
+            frames = max(2, round(raw_fps * duration_s))
+        pipeline_fps, pipeline = _pipeline(backend, layout, images, batch, frames, warmup)
+        stages = {name: percentiles_ms(pipeline.stats.stage_samples(name)) for name in STAGES}
+        return {
+            "schema": SCHEMA,
+            "backend": backend.name,
+            "device": backend.device,
+            "precision": precision,
+            "batch": batch,
+            "frames": frames,
+            "raw_iterations": len(raw_latencies),
+            "duration_s_requested": duration_s,
+            "warmup": warmup,
+            "model": str(model.path),
+            "model_sha256": model.sha256,
+            "input_hw": list(backend.input_hw),
+            "layout": layout.family,
+            "classes": layout.num_classes,
+            "raw_fps": round(raw_fps, 2),
+            "pipeline_fps": round(pipeline_fps, 2),
+            "pipeline_vs_raw": round(pipeline_fps / raw_fps, 4) if raw_fps else None,
+            "latency_ms": percentiles_ms(raw_latencies),
+            "raw_latencies_ms": [round(v * 1000.0, 4) for v in raw_latencies],
+            "pipeline_latency_ms": stages,
+            "versions": dict(
+                backend.versions(), module=__version__, numpy=np.__version__, python=platform.python_version()
+            ),
+            "host": {"hostname": socket.gethostname(), "machine": platform.machine(), "cpus": os.cpu_count()},
+            "started": started,
+            "duration_s": round(time.time() - started, 2),
+            "argv": sys.argv[1:],
+        }
