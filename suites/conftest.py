@@ -20,7 +20,7 @@ from harness.profiles import DeviceProfile, PowerMode
 from harness.pytest_plugin import selected_profile
 from harness.results import ResultsWriter, RowContext, read_modeled, write_benchmark_json
 
-BENCHMARKS = pytest.StashKey[list]()
+RUN_DIR = pytest.StashKey[Path]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,10 +69,21 @@ def run_id(request: pytest.FixtureRequest, board: Board) -> str:
 
 
 @pytest.fixture(scope="session")
-def run_dir(report_dir: Path, run_id: str) -> Path:
+def run_dir(request: pytest.FixtureRequest, report_dir: Path, run_id: str) -> Path:
     path = report_dir / run_id
     path.mkdir(parents=True, exist_ok=True)
+    request.config.stash[RUN_DIR] = path
     return path
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """Say where this run's results are, also after failures (rows are written as they are measured)."""
+    path = config.stash.get(RUN_DIR, None)
+    if path is not None:
+        terminalreporter.write_sep("-", "jetson-hil results")
+        for name in ("results.csv", "benchmark.json"):
+            if (path / name).is_file():
+                terminalreporter.write_line(f"{name}: {path / name}")
 
 
 @pytest.fixture(scope="session")

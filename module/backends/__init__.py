@@ -12,6 +12,7 @@ from .base import Backend
 _BACKENDS = {
     "tensorrt": ("tensorrt", ".tensorrt"),
     "onnxruntime": ("onnxruntime", ".onnxruntime"),
+    "torch": ("onnx2torch", ".torch"),  # explicit only: CUDA where TensorRT is not installed
 }
 PRECISIONS = ("fp32", "fp16", "int8")
 
