@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+#: COCO's AP@0.5 (maxDets=100) scores only the 100 best detections per image and class
+MAX_DETECTIONS = 100
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,23 @@ def _class_ap(
 
 
 def map50(
-    detections: Mapping[str, Sequence[Box]], truth: Mapping[str, Sequence[Box]], iou_threshold: float = 0.5
+    detections: Mapping[str, Sequence[Box]],
+    truth: Mapping[str, Sequence[Box]],
+    iou_threshold: float = 0.5,
+    max_detections: int = MAX_DETECTIONS,
 ) -> float:
-    """Mean AP over the classes present in ``truth`` (COCO skips classes without ground truth)."""
+    """Mean AP over the classes present in ``truth`` (COCO skips classes without ground truth).
+
+    Like COCO's AP@0.5 (maxDets=100), only the ``max_detections`` best-scored detections per image and class count.
+    """
     classes = sorted({b.class_id for boxes in truth.values() for b in boxes})
     if not classes:
         raise ValueError("no ground-truth boxes: cannot score mAP")
     aps = []
     for class_id in classes:
-        dets = [(image, d) for image, boxes in detections.items() for d in boxes if d.class_id == class_id]
+        dets = []
+        for image, boxes in detections.items():
+            mine = sorted((d for d in boxes if d.class_id == class_id), key=lambda d: -d.score)  # stable, as COCO's
+            dets += [(image, d) for d in mine[:max_detections]]
         aps.append(_class_ap(dets, truth, class_id, iou_threshold))
     return float(np.mean(aps))

@@ -1,6 +1,6 @@
 """Control and metrics API on 127.0.0.1 (the harness reaches it through an SSH tunnel).
 
-GET  /health  → {"status": "ok"|"stopped"|"error", ...}
+GET  /health  → {"status": "running"|"stopped"|"error", ...}
 GET  /info    → model hash, backend, precision, versions, run id
 GET  /stats   → frames, fps, per-stage latency percentiles, uplink counters
 GET  /config  → thresholds and fps cap;  PUT /config with a partial JSON object changes them

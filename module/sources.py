@@ -7,6 +7,7 @@ A source is an iterator of ``Frame``; a spec string picks one on the command lin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,8 @@ def image_folder(folder: Path, limit: int | None = None) -> Iterator[Frame]:
 def _capture(target: str | int, what: str, limit: int | None) -> Iterator[Frame]:
     """Open now (so a bad file fails at start, in the caller's thread), read lazily."""
     cv2 = _cv2()
+    # FFmpeg logs its own complaint about a bad file ("moov atom not found") to stderr; our error says it in one line.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read by OpenCV when FFmpeg first opens
     capture = cv2.VideoCapture(target)
     if not capture.isOpened():
         raise SourceError(f"cannot open {what} {target}: missing, unreadable or no codec for it")

@@ -1,7 +1,11 @@
 """Deploy the reference module to a board and get a handle on it (native over SSH; docker next)."""
 
+from .docker import DockerDeployer, DockerModuleHandle, ImageRecipe, deploy_docker
 from .handle import DeployReport, ModuleHandle
 from .native import NativeDeployer, deploy_native
 from .service import ServiceSpec
 
-__all__ = ["DeployReport", "ModuleHandle", "NativeDeployer", "ServiceSpec", "deploy_native"]
+__all__ = [
+    "DeployReport", "DockerDeployer", "DockerModuleHandle", "ImageRecipe", "ModuleHandle", "NativeDeployer",
+    "ServiceSpec", "deploy_docker", "deploy_native",
+]
