@@ -51,6 +51,12 @@ class Module:
         except OSError:
             return {}
 
+    def pause(self) -> None:
+        """Stop producing (POST /stop) so that the last sequence number stays put."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/stop", method="POST")
+        with urllib.request.urlopen(request, timeout=15) as response:
+            assert json.loads(response.read())["status"] == "stopped"
+
     def uplink(self, key: str, default: object = None) -> object:
         return self.stats().get("uplink", {}).get(key, default)
 
@@ -78,7 +84,9 @@ def test_module_loses_nothing_across_a_broker_outage_and_a_sigkill(
                "the restarted module running degraded on the same outbox")
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))  # the rest of the 20 s outage
     mosquitto.start()
-    wait_until(lambda: second.uplink("connected") is True and second.uplink("depth") == 0, 60, "the outbox drained")
+    wait_until(lambda: second.uplink("connected") is True, 30, "reconnecting")
+    second.pause()
+    wait_until(lambda: second.uplink("depth") == 0, 60, "the outbox drained")
     total = second.uplink("last_seq")
     assert isinstance(total, int) and total > 50
     assert second.stop() == 0
