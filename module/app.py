@@ -127,13 +127,9 @@ class App:
         }
 
     def stats(self) -> dict:
-        pipeline = self.stats_source()
+        idle = {"frames": 0, "fps": 0.0, "latency_ms": {}}
+        pipeline = idle if self.pipeline is None else self.pipeline.stats.snapshot()
         return dict(pipeline, uplink=self.publisher.stats())
-
-    def stats_source(self) -> dict:
-        if self.pipeline is None:
-            return {"frames": 0, "fps": 0.0, "latency_ms": {}}
-        return self.pipeline.stats.snapshot()
 
     def get_config(self) -> dict:
         return asdict(self.config)

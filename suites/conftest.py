@@ -56,11 +56,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if profile is None:
         metafunc.parametrize(("power_mode", "batch"), [pytest.param(None, 1, id="no-board")])
         return
-    metafunc.parametrize(
-        ("power_mode", "batch"),
-        [(m, b) for m in power_modes(metafunc.config, profile) for b in profile.batch_sizes],
-        ids=[f"{m.name}-b{b}" for m in power_modes(metafunc.config, profile) for b in profile.batch_sizes],
-    )
+    cases = [(m, b) for m in power_modes(metafunc.config, profile) for b in profile.batch_sizes]
+    metafunc.parametrize(("power_mode", "batch"), cases, ids=[f"{m.name}-b{b}" for m, b in cases])
 
 
 @pytest.fixture(scope="session")

@@ -81,9 +81,13 @@ class Board:
     def clocks_status(self) -> ClocksStatus:
         return self.clocks.show()
 
+    def tegrastats_command(self, interval_ms: int) -> str:
+        """tegrastats as root: as a normal user it omits clocks everywhere and rails on AGX Orin."""
+        return f"{self.sudo}tegrastats --interval {int(interval_ms)}"
+
     def telemetry_sample(self, interval_ms: int = 100, timeout: float = 15.0) -> TegrastatsSample:
         """One tegrastats sample (the first line it prints at `interval_ms`)."""
-        command = f"{self.sudo}tegrastats --interval {int(interval_ms)}"
+        command = self.tegrastats_command(interval_ms)
         with self.transport.stream(command, timeout=timeout) as stream:
             for line in stream.lines():
                 if line.strip():

@@ -443,18 +443,7 @@ class DockerDeployer:
         assert container is not None
         report = DeployReport(loaded, built, restart, round(time.monotonic() - started, 2), "docker")
         handle = DockerModuleHandle(self.board, container, service.api_port, bundle.sha256, report)
-        try:
-            handle.wait_healthy()
-        except DeployError:
-            handle.close()
-            raise
-        self._say(
-            "module ready ({})".format(
-                "unchanged, nothing built or copied" if not report.changed
-                else f"deployed in {time.monotonic() - started:.1f} s"
-            )
-        )
-        return handle
+        return handle.await_ready(self._say, started, "unchanged, nothing built or copied")
 
 
 def deploy_docker(board: Board, service: ServiceSpec | None = None, **options: Any) -> DockerModuleHandle:

@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +137,17 @@ class ModuleHandle:
         raise DeployError(
             f"{self.board.name}: module not healthy ({last}); last log lines: " + " | ".join(tail)
         )
+
+    def await_ready(self, say: Callable[[str], None], started: float, unchanged: str) -> ModuleHandle:
+        """End of a deploy: wait for health (dropping the tunnel if it never comes) and say what it took."""
+        try:
+            self.wait_healthy()
+        except DeployError:
+            self.close()
+            raise
+        took = unchanged if not self.report.changed else f"deployed in {time.monotonic() - started:.1f} s"
+        say(f"module ready ({took})")
+        return self
 
     def stop(self) -> None:
         """Stop the service on the board (teardown); the deployed files stay for the next deploy."""

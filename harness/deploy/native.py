@@ -92,17 +92,7 @@ class NativeDeployer:
         handle = ModuleHandle(
             self.board, root, service.api_port, bundle.sha256, report, lambda: self._stop(root, manager)
         )
-        try:
-            handle.wait_healthy()
-        except DeployError:
-            handle.close()
-            raise
-        self._say(
-            "module ready ({})".format(
-                "unchanged, nothing copied" if not report.changed else f"deployed in {time.monotonic() - started:.1f} s"
-            )
-        )
-        return handle
+        return handle.await_ready(self._say, started, "unchanged, nothing copied")
 
     # steps ----------------------------------------------------------------------------------------
     def _copy_bundle(self, root: str, tarball: bytes, sha: str) -> None:

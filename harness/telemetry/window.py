@@ -191,10 +191,10 @@ class Sampler(Protocol):
 
 
 class TegrastatsSampler:
-    """tegrastats as root: as a normal user it omits clocks everywhere and rails on AGX Orin."""
+    """tegrastats, started the way the Board starts it."""
 
     def command(self, board: Board, interval_ms: int) -> str:
-        return f"{board.sudo}tegrastats --interval {int(interval_ms)}"
+        return board.tegrastats_command(interval_ms)
 
     def parse(self, line: str) -> TegrastatsSample | None:
         return parse_line(line) if line.strip() else None

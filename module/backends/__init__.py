@@ -17,17 +17,19 @@ _BACKENDS = {
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
+def _missing(name: str) -> str | None:
+    """Why backend ``name`` cannot run here, or None; imports only that backend's package."""
+    requirement = _BACKENDS[name][0]
+    try:
+        importlib.import_module(requirement)
+    except ImportError as exc:
+        return f"python package '{requirement}' is not installed ({exc})"
+    return None
+
+
 def available_backends() -> dict[str, str | None]:
     """Each backend's name → None when usable here, else why not (shown by ``python -m module info``)."""
-    status: dict[str, str | None] = {}
-    for name, (requirement, _) in _BACKENDS.items():
-        try:
-            importlib.import_module(requirement)
-        except ImportError as exc:
-            status[name] = f"python package '{requirement}' is not installed ({exc})"
-        else:
-            status[name] = None
-    return status
+    return {name: _missing(name) for name in _BACKENDS}
 
 
 def create_backend(
@@ -38,13 +40,13 @@ def create_backend(
         raise ModuleError("unknown precision '{}': choose one of {}".format(precision, ", ".join(PRECISIONS)))
     if batch < 1:
         raise ModuleError(f"batch must be >= 1, got {batch}")
-    status = available_backends()
     if name == "auto":
-        name = "tensorrt" if status["tensorrt"] is None else "onnxruntime"
+        name = "tensorrt" if _missing("tensorrt") is None else "onnxruntime"
     if name not in _BACKENDS:
         raise ModuleError("unknown backend '{}': choose auto, {}".format(name, ", ".join(_BACKENDS)))
-    if status[name] is not None:
-        raise BackendUnavailable(f"backend '{name}' is not available here: {status[name]}")
+    missing = _missing(name)
+    if missing is not None:
+        raise BackendUnavailable(f"backend '{name}' is not available here: {missing}")
     implementation = importlib.import_module(_BACKENDS[name][1], __name__)
     return implementation.open_backend(model, precision=precision, batch=batch, device=device, **options)
 
