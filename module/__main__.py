@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     _engine_args(bench)
     bench.add_argument("--frames", type=int, default=300)
     bench.add_argument("--duration", type=float, help="run each part for about this many seconds instead")
+    bench.add_argument(
+        "--rounds", type=int, default=1, help="alternate raw and pipeline this many times; medians are reported"
+    )
     bench.add_argument("--warmup", type=int, default=20, help="warm-up iterations (batches) before timing")
     bench.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
     bench.add_argument("--json", type=Path, help="write the result here instead of stdout")
@@ -89,6 +92,7 @@ def _bench(args: argparse.Namespace) -> int:
         args.model,
         frames=args.frames,
         duration_s=args.duration,
+        rounds=args.rounds,
         batch=args.batch,
         warmup=args.warmup,
         precision=args.precision,

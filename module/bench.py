@@ -11,14 +11,16 @@ import math
 import os
 import platform
 import socket
+import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import __version__
-from .backends import create_backend
-from .decode import detect_layout
+from .backends import Backend, create_backend
+from .decode import OutputLayout, detect_layout
 from .model import load_model
 from .pipeline import Pipeline
 from .preprocess import letterbox
@@ -37,8 +39,23 @@ def sample_images(count: int = DISTINCT_FRAMES, width: int = 640, height: int = 
     return [scene.frame(i * 7).image for i in range(count)]
 
 
+@dataclass
+class Round:
+    """One raw measurement followed by one pipeline measurement on the same backend."""
+
+    raw_fps: float
+    pipeline_fps: float
+    raw_latencies: list[float]
+    pipeline: Pipeline
+    frames: int
+
+    @property
+    def ratio(self) -> float:
+        return self.pipeline_fps / self.raw_fps if self.raw_fps else 0.0
+
+
 def _raw(
-    backend, images: list[np.ndarray], batch: int, frames: int, warmup: int, duration_s: float | None
+    backend: Backend, images: list[np.ndarray], batch: int, frames: int, warmup: int, duration_s: float | None
 ) -> tuple[float, list[float]]:
     tensors = [letterbox(img, backend.input_hw)[0] for img in images[:batch]]
     while len(tensors) < batch:
@@ -58,7 +75,7 @@ def _raw(
 
 
 def _pipeline(
-    backend, layout, images: list[np.ndarray], batch: int, frames: int, warmup: int
+    backend: Backend, layout: OutputLayout, images: list[np.ndarray], batch: int, frames: int, warmup: int
 ) -> tuple[float, Pipeline]:
     skip = warmup * batch
     emitted: list[float] = []
@@ -73,11 +90,37 @@ def _pipeline(
     return ((len(measured) - 1) / span if span > 0 else 0.0), pipeline
 
 
+def measure(
+    backend: Backend,
+    layout: OutputLayout,
+    images: list[np.ndarray],
+    *,
+    batch: int = 1,
+    frames: int = 300,
+    warmup: int = 20,
+    duration_s: float | None = None,
+    rounds: int = 1,
+) -> list[Round]:
+    """Raw then pipeline, ``rounds`` times in turn, so that drift of a shared or throttling machine hits both alike.
+
+    With ``duration_s`` each raw part runs for about that long and the pipeline that round gets as many
+    frames as raw managed; otherwise each part runs ``frames`` frames.
+    """
+    out = []
+    for _ in range(max(1, rounds)):
+        raw_fps, raw_latencies = _raw(backend, images, batch, frames, warmup, duration_s)
+        pipeline_frames = frames if duration_s is None else max(2, round(raw_fps * duration_s))
+        pipeline_fps, pipeline = _pipeline(backend, layout, images, batch, pipeline_frames, warmup)
+        out.append(Round(raw_fps, pipeline_fps, raw_latencies, pipeline, pipeline_frames))
+    return out
+
+
 def run_bench(
     model_path: str | None,
     *,
     frames: int = 300,
     duration_s: float | None = None,
+    rounds: int = 1,
     batch: int = 1,
     warmup: int = 20,
     precision: str = "fp32",
@@ -87,27 +130,37 @@ def run_bench(
 ) -> dict:
     """Run both measurements and return the result document (see SCHEMA).
 
-    With ``duration_s`` each part runs for about that long instead of for ``frames`` frames.
+    With several rounds the FPS figures are medians over the rounds and ``pipeline_vs_raw`` is the
+    median of each round's own ratio; latency percentiles pool all rounds.
     """
     model = load_model(model_path)
     options = {"threads": threads} if threads else {}
     started = time.time()
     with create_backend(backend_name, model, precision=precision, batch=batch, device=device, **options) as backend:
         layout = detect_layout(backend.output_shape, len(model.labels) if model.labels else None)
-        images = sample_images()
-        raw_fps, raw_latencies = _raw(backend, images, batch, frames, warmup, duration_s)
-        if duration_s is not None:  # fixed-duration run: the pipeline gets as many frames as raw managed
-            frames = max(2, round(raw_fps * duration_s))
-        pipeline_fps, pipeline = _pipeline(backend, layout, images, batch, frames, warmup)
-        stages = {name: percentiles_ms(pipeline.stats.stage_samples(name)) for name in STAGES}
+        runs = measure(
+            backend,
+            layout,
+            sample_images(),
+            batch=batch,
+            frames=frames,
+            warmup=warmup,
+            duration_s=duration_s,
+            rounds=rounds,
+        )
+        raw_latencies = [v for r in runs for v in r.raw_latencies]
+        stages = {
+            name: percentiles_ms([v for r in runs for v in r.pipeline.stats.stage_samples(name)]) for name in STAGES
+        }
         return {
             "schema": SCHEMA,
             "backend": backend.name,
             "device": backend.device,
             "precision": precision,
             "batch": batch,
-            "frames": frames,
+            "frames": sum(r.frames for r in runs),
             "raw_iterations": len(raw_latencies),
+            "frames_processed": sum(r.frames + len(r.raw_latencies) * batch + 2 * warmup * batch for r in runs),
             "duration_s_requested": duration_s,
             "warmup": warmup,
             "model": str(model.path),
@@ -115,9 +168,13 @@ def run_bench(
             "input_hw": list(backend.input_hw),
             "layout": layout.family,
             "classes": layout.num_classes,
-            "raw_fps": round(raw_fps, 2),
-            "pipeline_fps": round(pipeline_fps, 2),
-            "pipeline_vs_raw": round(pipeline_fps / raw_fps, 4) if raw_fps else None,
+            "raw_fps": round(statistics.median(r.raw_fps for r in runs), 2),
+            "pipeline_fps": round(statistics.median(r.pipeline_fps for r in runs), 2),
+            "pipeline_vs_raw": round(statistics.median(r.ratio for r in runs), 4),
+            "rounds": [
+                {"raw_fps": round(r.raw_fps, 2), "pipeline_fps": round(r.pipeline_fps, 2), "ratio": round(r.ratio, 4)}
+                for r in runs
+            ],
             "latency_ms": percentiles_ms(raw_latencies),
             "raw_latencies_ms": [round(v * 1000.0, 4) for v in raw_latencies],
             "pipeline_latency_ms": stages,

@@ -70,18 +70,19 @@ class Detections:
 
 
 def _candidates(pred: np.ndarray, layout: OutputLayout, conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's raw rows → (cxcywh boxes, best score, best class) above the threshold."""
+    """One image's raw rows → (cxcywh boxes, best score, best class) above the threshold.
+
+    The best score is a cheap max over all anchors; the argmax runs only on the few that pass.
+    """
     if layout.family == YOLOV8:
-        scores_all = pred[4:, :]
-        cls = scores_all.argmax(axis=0)
-        score = scores_all[cls, np.arange(scores_all.shape[1])]
-        keep = score > conf
-        return pred[:4, keep].T, score[keep], cls[keep]
-    scores_all = pred[:, 4:] if layout.family == YOLOV8_T else pred[:, 5:] * pred[:, 4:5]
-    cls = scores_all.argmax(axis=1)
-    score = scores_all[np.arange(scores_all.shape[0]), cls]
-    keep = score > conf
-    return pred[keep, :4], score[keep], cls[keep]
+        boxes, scores_all = pred[:4, :].T, pred[4:, :].T
+    elif layout.family == YOLOV8_T:
+        boxes, scores_all = pred[:, :4], pred[:, 4:]
+    else:
+        boxes, scores_all = pred[:, :4], pred[:, 5:] * pred[:, 4:5]
+    best = scores_all.max(axis=1)
+    keep = np.flatnonzero(best > conf)
+    return boxes[keep], best[keep], scores_all[keep].argmax(axis=1)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:

@@ -59,8 +59,7 @@ def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, 
         pytest.fail(f"bench on {board.name} failed (exit {run.exit_status}): {run.stderr.strip()[-800:]}",
                     pytrace=False)
     bench = json.loads(run.stdout)
-    frames = bench["raw_iterations"] * batch + bench["frames"]
-    summary = window.summary(mode=mode_applied, frames=frames, duration_s=bench["duration_s"])
+    summary = window.summary(mode=mode_applied, frames=bench["frames_processed"], duration_s=bench["duration_s"])
 
     context = replace(row_context, power_mode=mode_applied.name, precision=precision, batch=batch)
     metrics = [("raw_fps", bench["raw_fps"], "fps"), ("pipeline_fps", bench["pipeline_fps"], "fps"),

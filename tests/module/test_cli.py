@@ -196,6 +196,20 @@ def test_bench_json_option_writes_the_file_not_stdout(tmp_path: Path) -> None:
     assert doc["raw_fps"] > 0 and doc["pipeline_fps"] > 0
 
 
+def test_bench_rounds_alternate_and_report_medians() -> None:
+    result = run_module("bench", *BENCH_FAST, "--rounds", "3")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    rounds = doc["rounds"]
+    assert len(rounds) == 3
+    assert doc["raw_fps"] == sorted(r["raw_fps"] for r in rounds)[1]
+    assert doc["pipeline_fps"] == sorted(r["pipeline_fps"] for r in rounds)[1]
+    assert doc["pipeline_vs_raw"] == sorted(r["ratio"] for r in rounds)[1]
+    assert doc["raw_iterations"] == 3 * 40 == len(doc["raw_latencies_ms"])
+    assert doc["frames"] == 3 * 40
+    assert doc["frames_processed"] == 3 * (40 + 40 + 2 * 3)  # raw, pipeline and both warm-ups, per round
+
+
 # a user's own model ---------------------------------------------------------------------------------------------------
 def test_user_80_class_model_runs_through_bench(user_model: Path) -> None:
     result = run_module("bench", "--model", user_model, "--frames", "4", "--warmup", "1", "--threads", "1")

@@ -108,3 +108,14 @@ def test_nms_keeps_the_best_of_overlapping_boxes_and_disjoint_ones():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=np.float32)
     scores = np.array([0.5, 0.9, 0.4], dtype=np.float32)
     assert nms(boxes, scores, 0.5).tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_transposed_yolov8_output_decodes_like_the_standard_one(seed):
+    pred = random_prediction(seed)
+    (want,) = decode(pred[None], detect_layout((1, *pred.shape), 6), conf_threshold=0.3, iou_threshold=0.5)
+    (got,) = decode(pred.T[None], detect_layout((1, *pred.T.shape), 6), conf_threshold=0.3, iou_threshold=0.5)
+    assert len(got) == len(want) > 0
+    np.testing.assert_array_equal(got.classes, want.classes)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.boxes, want.boxes)
