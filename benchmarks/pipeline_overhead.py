@@ -14,8 +14,8 @@ alternating rounds so that drift on a shared machine hits both alike):
    backend needs from the pipeline: hand the engine its next batch as soon as it is free and
    never keep it waiting for the GIL. It measures the pipeline, not a GPU.
 
-Prints one JSON document: per engine the medians of raw and pipeline FPS, the median ratio and
-every round.
+Prints one JSON document: per engine the medians of raw and pipeline FPS, the median ratio, the
+engine's busy share inside the pipeline (see ``module.bench.Round``) and every round.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def summarise(rounds: list) -> dict:
         "raw_fps": round(statistics.median(r.raw_fps for r in rounds), 2),
         "pipeline_fps": round(statistics.median(r.pipeline_fps for r in rounds), 2),
         "pipeline_vs_raw": round(statistics.median(r.ratio for r in rounds), 4),
+        "engine_busy": round(statistics.median(r.engine_busy for r in rounds), 4),
         "rounds": [[round(r.raw_fps, 2), round(r.pipeline_fps, 2), round(r.ratio, 4)] for r in rounds],
     }
 

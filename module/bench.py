@@ -48,6 +48,10 @@ class Round:
     raw_latencies: list[float]
     pipeline: Pipeline
     frames: int
+    #: share of the pipeline's measured span during which the engine was running: near 1 with a ratio
+    #: below 1 means the engine ran slower beside the other stages (cores, memory); well below 1 means
+    #: it sat waiting for its next batch or for the GIL
+    engine_busy: float
 
     @property
     def ratio(self) -> float:
@@ -76,18 +80,24 @@ def _raw(
 
 def _pipeline(
     backend: Backend, layout: OutputLayout, images: list[np.ndarray], batch: int, frames: int, warmup: int
-) -> tuple[float, Pipeline]:
+) -> tuple[float, float, Pipeline]:
+    """Frames per second between the first and last measured emit, and the engine's busy share."""
     skip = warmup * batch
     emitted: list[float] = []
+    engine: list[tuple[float, float]] = []
 
     def emit(frame, detections) -> None:
         emitted.append(time.perf_counter())
+        engine.append((frame.ts["infer_start"], frame.ts["infer_end"]))
 
     pipeline = Pipeline(backend, layout, cycle(images, skip + frames), emit, batch=batch).start()
     pipeline.join()
-    measured = emitted[skip:] if len(emitted) > skip + 1 else emitted
-    span = measured[-1] - measured[0]
-    return ((len(measured) - 1) / span if span > 0 else 0.0), pipeline
+    first = skip if len(emitted) > skip + 1 else 0
+    span = emitted[-1] - emitted[first]
+    calls = sorted(set(engine[first:]))  # frames of one batch share one engine call
+    wall = calls[-1][1] - calls[0][0] if calls else 0.0
+    busy = sum(end - start for start, end in calls) / wall if wall > 0 else 0.0
+    return ((len(emitted) - first - 1) / span if span > 0 else 0.0), busy, pipeline
 
 
 def measure(
@@ -110,8 +120,8 @@ def measure(
     for _ in range(max(1, rounds)):
         raw_fps, raw_latencies = _raw(backend, images, batch, frames, warmup, duration_s)
         pipeline_frames = frames if duration_s is None else max(2, round(raw_fps * duration_s))
-        pipeline_fps, pipeline = _pipeline(backend, layout, images, batch, pipeline_frames, warmup)
-        out.append(Round(raw_fps, pipeline_fps, raw_latencies, pipeline, pipeline_frames))
+        pipeline_fps, busy, pipeline = _pipeline(backend, layout, images, batch, pipeline_frames, warmup)
+        out.append(Round(raw_fps, pipeline_fps, raw_latencies, pipeline, pipeline_frames, busy))
     return out
 
 
@@ -171,8 +181,14 @@ def run_bench(
             "raw_fps": round(statistics.median(r.raw_fps for r in runs), 2),
             "pipeline_fps": round(statistics.median(r.pipeline_fps for r in runs), 2),
             "pipeline_vs_raw": round(statistics.median(r.ratio for r in runs), 4),
+            "pipeline_engine_busy": round(statistics.median(r.engine_busy for r in runs), 4),
             "rounds": [
-                {"raw_fps": round(r.raw_fps, 2), "pipeline_fps": round(r.pipeline_fps, 2), "ratio": round(r.ratio, 4)}
+                {
+                    "raw_fps": round(r.raw_fps, 2),
+                    "pipeline_fps": round(r.pipeline_fps, 2),
+                    "ratio": round(r.ratio, 4),
+                    "engine_busy": round(r.engine_busy, 4),
+                }
                 for r in runs
             ],
             "latency_ms": percentiles_ms(raw_latencies),

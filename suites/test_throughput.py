@@ -63,7 +63,8 @@ def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, 
 
     context = replace(row_context, power_mode=mode_applied.name, precision=precision, batch=batch)
     metrics = [("raw_fps", bench["raw_fps"], "fps"), ("pipeline_fps", bench["pipeline_fps"], "fps"),
-               ("pipeline_vs_raw", bench["pipeline_vs_raw"], "ratio")]
+               ("pipeline_vs_raw", bench["pipeline_vs_raw"], "ratio"),
+               ("pipeline_engine_busy", bench["pipeline_engine_busy"], "ratio")]
     metrics += [(f"latency_{p}", bench["latency_ms"][p], "ms") for p in PERCENTILES]
     metrics += [(f"e2e_latency_{p}", bench["pipeline_latency_ms"]["end_to_end"][p], "ms") for p in PERCENTILES]
     metrics += list(summary.to_rows())

@@ -205,6 +205,7 @@ def test_bench_rounds_alternate_and_report_medians() -> None:
     assert doc["raw_fps"] == sorted(r["raw_fps"] for r in rounds)[1]
     assert doc["pipeline_fps"] == sorted(r["pipeline_fps"] for r in rounds)[1]
     assert doc["pipeline_vs_raw"] == sorted(r["ratio"] for r in rounds)[1]
+    assert 0 < doc["pipeline_engine_busy"] <= 1
     assert doc["raw_iterations"] == 3 * 40 == len(doc["raw_latencies_ms"])
     assert doc["frames"] == 3 * 40
     assert doc["frames_processed"] == 3 * (40 + 40 + 2 * 3)  # raw, pipeline and both warm-ups, per round
