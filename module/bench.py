@@ -48,9 +48,9 @@ class Round:
     raw_latencies: list[float]
     pipeline: Pipeline
     frames: int
-    #: share of the pipeline's measured span during which the engine was running: near 1 with a ratio
-    #: below 1 means the engine ran slower beside the other stages (cores, memory); well below 1 means
-    #: it sat waiting for its next batch or for the GIL
+    #: share of the pipeline's measured span spent inside engine calls: well below 1 means the engine
+    #: sat waiting for its next batch; near 1 with a ratio below 1 means each call took longer beside the
+    #: other stages (cores, memory bandwidth, or the GIL retaken after the engine released it)
     engine_busy: float
 
     @property
