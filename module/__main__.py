@@ -23,6 +23,9 @@ def _engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument(
+        "--calib-images", type=Path, help="INT8 calibration images (default for the shipped model: its validation set)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         precision=args.precision,
         batch=args.batch,
         device=args.device,
+        calib_images=args.calib_images,
         source=args.source,
         frames=args.frames,
         sink=args.sink,
@@ -98,6 +102,7 @@ def _bench(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend_name=args.backend,
         device=args.device,
+        calib_images=args.calib_images,
         threads=args.threads,
     )
     text = json.dumps(result, indent=2)

@@ -48,11 +48,14 @@ class App:
         config: PipelineConfig,
         run_id: str | None = None,
         outbox_max: int = 100_000,
+        calib_images: Path | None = None,
     ):
         self.model: ModelInfo = load_model(model, labels)
         self.source_spec, self.frames = source, frames
         open_source(source, limit=1)  # a bad source fails at start with a clear error
-        self.backend = create_backend(backend, self.model, precision=precision, batch=batch, device=device)
+        self.backend = create_backend(
+            backend, self.model, precision=precision, batch=batch, device=device, calib_images=calib_images
+        )
         if self.model.labels is None and self.backend.metadata_labels:
             self.model = ModelInfo(self.model.path, self.model.sha256, self.backend.metadata_labels)
         self.layout = detect_layout(self.backend.output_shape, len(self.model.labels) if self.model.labels else None)

@@ -136,6 +136,7 @@ def run_bench(
     precision: str = "fp32",
     backend_name: str = "auto",
     device: str = "auto",
+    calib_images: str | None = None,
     threads: int | None = None,
 ) -> dict:
     """Run both measurements and return the result document (see SCHEMA).
@@ -146,7 +147,9 @@ def run_bench(
     model = load_model(model_path)
     options = {"threads": threads} if threads else {}
     started = time.time()
-    with create_backend(backend_name, model, precision=precision, batch=batch, device=device, **options) as backend:
+    with create_backend(
+        backend_name, model, precision=precision, batch=batch, device=device, calib_images=calib_images, **options
+    ) as backend:
         layout = detect_layout(backend.output_shape, len(model.labels) if model.labels else None)
         runs = measure(
             backend,

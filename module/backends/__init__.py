@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
+from ..calibration import calibration_batches
 from ..errors import BackendUnavailable, ModuleError
 from ..model import ModelInfo
 from .base import Backend
@@ -33,9 +35,19 @@ def available_backends() -> dict[str, str | None]:
 
 
 def create_backend(
-    name: str, model: ModelInfo, *, precision: str = "fp32", batch: int = 1, device: str = "auto", **options: object
+    name: str,
+    model: ModelInfo,
+    *,
+    precision: str = "fp32",
+    batch: int = 1,
+    device: str = "auto",
+    calib_images: str | Path | None = None,
+    **options: object,
 ) -> Backend:
-    """Open ``name`` ('auto' = TensorRT where installed, else ONNX Runtime) for ``model``."""
+    """Open ``name`` ('auto' = TensorRT where installed, else ONNX Runtime) for ``model``.
+
+    ``calib_images`` feeds TensorRT's INT8 calibrator (see ``module.calibration``).
+    """
     if precision not in PRECISIONS:
         raise ModuleError("unknown precision '{}': choose one of {}".format(precision, ", ".join(PRECISIONS)))
     if batch < 1:
@@ -47,6 +59,8 @@ def create_backend(
     missing = _missing(name)
     if missing is not None:
         raise BackendUnavailable(f"backend '{name}' is not available here: {missing}")
+    if name == "tensorrt" and precision == "int8":
+        options["calibration"] = calibration_batches(model, calib_images)
     implementation = importlib.import_module(_BACKENDS[name][1], __name__)
     return implementation.open_backend(model, precision=precision, batch=batch, device=device, **options)
 

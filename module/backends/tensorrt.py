@@ -67,31 +67,39 @@ def _gpu_name() -> str:
     return name.split("\x00")[0] or "gpu"
 
 
-class _Calibrator(trt.IInt8EntropyCalibrator2):
-    """Entropy calibrator fed with letterboxed images, with its cache kept beside the engine."""
+def _calibrator(batches: Iterator[np.ndarray], batch: int, input_chw: tuple, cache: Path) -> object:
+    """An entropy calibrator fed with letterboxed images, its cache kept beside the engine.
 
-    def __init__(self, batches: Iterator[np.ndarray], batch: int, input_chw: tuple, cache: Path):
-        super().__init__()
-        self._batches, self._batch, self._cache = batches, batch, cache
-        self._buffer = _Buffer((batch, *input_chw), np.float32)
+    The class is made only when INT8 is asked for: releases without implicit quantization have
+    no calibrator base class, and the backend must still import there for FP32/FP16.
+    """
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        raise ModuleError(f"TensorRT {trt.__version__} has no INT8 calibrator (explicit quantization only)")
 
-    def get_batch_size(self) -> int:
-        return self._batch
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            super().__init__()
+            self._buffer = _Buffer((batch, *input_chw), np.float32)
 
-    def get_batch(self, names: list) -> list | None:
-        data = next(self._batches, None)
-        if data is None:
-            return None
-        self._buffer.host[...] = data
-        h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        _check(cudart.cudaMemcpy(self._buffer.device, self._buffer.host_ptr, self._buffer.nbytes, h2d))
-        return [int(self._buffer.device)]
+        def get_batch_size(self) -> int:
+            return batch
 
-    def read_calibration_cache(self) -> bytes | None:
-        return self._cache.read_bytes() if self._cache.is_file() else None
+        def get_batch(self, names: list) -> list | None:
+            data = next(batches, None)
+            if data is None:
+                return None
+            self._buffer.host[...] = data
+            h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+            _check(cudart.cudaMemcpy(self._buffer.device, self._buffer.host_ptr, self._buffer.nbytes, h2d))
+            return [int(self._buffer.device)]
 
-    def write_calibration_cache(self, cache: bytes) -> None:
-        self._cache.write_bytes(bytes(cache))
+        def read_calibration_cache(self) -> bytes | None:
+            return cache.read_bytes() if cache.is_file() else None
+
+        def write_calibration_cache(self, data: bytes) -> None:
+            cache.write_bytes(bytes(data))
+
+    return EntropyCalibrator()
 
 
 def _progress(label: str, stop: threading.Event, every_s: float = 10.0) -> None:
@@ -144,7 +152,7 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.INT8)
         if calibration is None:
             raise ModuleError("int8 needs calibration images: pass --calib-images DIR")
-        config.int8_calibrator = _Calibrator(calibration((batch, *chw)), batch, chw, calibration_cache)
+        config.int8_calibrator = _calibrator(calibration((batch, *chw)), batch, chw, calibration_cache)
     label = f"building TensorRT {precision} engine for {model.path.name} (batch {batch})"
     print(label + " — this runs once per model, GPU and TensorRT version", file=sys.stderr, flush=True)
     stop = threading.Event()
