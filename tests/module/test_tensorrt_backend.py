@@ -74,11 +74,11 @@ def test_detections_through_tensorrt_equal_onnxruntime_including_a_partial_batch
     assert outputs["tensorrt"] == outputs["onnxruntime"]
 
 
-def test_int8_calibrates_on_the_reference_validation_scenes_then_reuses_the_cache(tmp_path: Path) -> None:
+def test_int8_calibrates_on_held_out_reference_scenes_then_reuses_the_cache(tmp_path: Path) -> None:
     result = trt_module(tmp_path, *BENCH, "--precision", "int8", "--batch", "4")
     assert result.returncode == 0, result.stderr
     (build,) = builds(tmp_path)
-    # 256 validation scenes in whole batches of 4, letterboxed to 0..1 like every inference input
+    # 256 held-out scenes in whole batches of 4, letterboxed to 0..1 like every inference input
     assert build == {"version": "10.3.0", "precision": "int8", "max_batch": 4, "calibration": "images",
                      "batches": 64, "batch": 4, "min": 0.0, "max": 1.0}  # fmt: skip
     (calibration,) = (tmp_path / "engines").glob("*-int8-b4.calib")
