@@ -17,3 +17,7 @@ class BackendUnavailable(ModuleError):
 
 class SourceError(ModuleError):
     """A frame source (image folder, video, camera) cannot be opened or read."""
+
+
+class UplinkUnavailable(ModuleError):
+    """The uplink sink asked for cannot work here: its client library or its environment is missing."""

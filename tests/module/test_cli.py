@@ -269,6 +269,13 @@ def test_unknown_sink_scheme(tmp_path: Path) -> None:
     assert_one_clear_error(run_module(*args, timeout=ERROR_TIMEOUT_S), "kafka://broker/t", "supported")
 
 
+def test_iotedge_sink_outside_iot_edge_is_a_clear_error(tmp_path: Path) -> None:
+    """Without azure-iot-device it says to install it; with it, that no IoT Edge environment is set."""
+    args = ("run", "--sink", "iotedge:output1", "--source", "synthetic:2", "--api-port", "0", "--state-dir", tmp_path)
+    line = assert_one_clear_error(run_module(*args, timeout=ERROR_TIMEOUT_S), "uplink iotedge:")
+    assert "azure-iot-device" in line or "IOTEDGE_DEVICEID" in line
+
+
 def test_unknown_backend() -> None:
     line = assert_one_clear_error(run_module("bench", "--backend", "openvino", timeout=ERROR_TIMEOUT_S), "openvino")
     assert "onnxruntime" in line  # says what would work

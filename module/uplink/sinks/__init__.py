@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from module.errors import UplinkUnavailable
 from module.uplink.sinks.base import Sink, SinkError
 
 SCHEMES = ("jsonl:PATH", "file:PATH", "mqtt://host[:port]/topic", "iotedge:OUTPUT")
@@ -17,7 +18,13 @@ def open_sink(url: str, **options: Any) -> Sink:
 
         return JsonlSink(rest[2:] if rest.startswith("//") else rest, **options)
     if sep and scheme == "mqtt":
-        from module.uplink.sinks.mqtt import MqttSink
+        try:
+            from module.uplink.sinks.mqtt import MqttSink
+        except ImportError as exc:  # absent, or 1.x (which azure-iot-device pins): no paho.mqtt.enums
+            raise UplinkUnavailable(
+                f"uplink mqtt needs paho-mqtt>=2.0 ({exc}): pip install 'paho-mqtt>=2'; "
+                "in an IoT Edge image, where azure-iot-device pins paho-mqtt<2, use the iotedge sink"
+            ) from None
 
         return MqttSink(url, **options)
     if sep and scheme == "iotedge":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from module.errors import UplinkUnavailable
 from module.uplink.sinks.base import Sink, SinkError, log
 
 # What IoTHubModuleClient.create_from_edge_environment() reads inside an IoT Edge module container.
@@ -35,13 +36,13 @@ class IotEdgeSink(Sink):
         try:
             from azure.iot.device import IoTHubModuleClient, Message
         except ImportError as exc:
-            raise RuntimeError(
+            raise UplinkUnavailable(
                 "uplink iotedge: the azure-iot-device package is not installed (pip install azure-iot-device)"
             ) from exc
         missing = [name for name in EDGE_ENV if not os.environ.get(name)]
         if missing and not all(os.environ.get(name) for name in EDGE_DEV_ENV):
             # Names only: the values identify the device and must not end up in logs.
-            raise RuntimeError(
+            raise UplinkUnavailable(
                 "uplink iotedge: not running inside an IoT Edge module, missing environment variables "
                 + ", ".join(missing)
             )
