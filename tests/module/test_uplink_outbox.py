@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from module.errors import UplinkUnavailable
 from module.uplink import Outbox, OutboxLockedError, Publisher, open_sink
 
 
@@ -169,5 +170,5 @@ def test_iotedge_sink_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> N
         expected = "azure-iot-device package is not installed"
     else:
         expected = "not running inside an IoT Edge module, missing environment variables IOTEDGE_"
-    with pytest.raises(RuntimeError, match=expected):
+    with pytest.raises(UplinkUnavailable, match=expected):
         open_sink("iotedge:output1")
