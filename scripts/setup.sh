@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openssh-server openssh-client python3-venv ca-certificates docker.io debootstrap iptables iproute2 mosquitto)
+APT_PACKAGES=(openssh-server openssh-client python3-venv ca-certificates openssl docker.io debootstrap iptables iproute2 mosquitto)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -42,4 +42,11 @@ if ! .venv/bin/python -c "import harness" 2>/dev/null || [ pyproject.toml -nt .v
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'
   touch .venv/.installed
+fi
+
+# azure-iot-device (the IoT Edge sink's SDK) pins paho-mqtt<2, the MQTT sink needs 2.x: the SDK gets a folder
+# of its own that only the module processes of the IoT Edge tests put on their PYTHONPATH.
+if [ ! -d .venv/iotedge-sdk/azure/iot/device ]; then
+  echo "==> installing azure-iot-device into .venv/iotedge-sdk"
+  .venv/bin/python -m pip install -q --target .venv/iotedge-sdk 'azure-iot-device>=2.12,<3'
 fi

@@ -37,12 +37,13 @@ __all__ = ["mosquitto", "subscriber_factory"]  # fixtures used by name below
 class Module:
     """``python -m module run`` in its own process, its control API polled over HTTP."""
 
-    def __init__(self, tmp: Path, url: str, run_id: str, state: Path) -> None:
+    def __init__(self, tmp: Path, url: str, run_id: str, state: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        self.log = (tmp / f"{run_id}.log").open("wb")
+        self.log_path = tmp / f"{run_id}.log"
+        self.log = self.log_path.open("wb")
         command = [sys.executable, "-m", "module", "run", "--source", "synthetic", "--fps-cap", "25",
                    "--sink", url, "--state-dir", str(state), "--api-port", str(self.port), "--run-id", run_id]
-        self.proc = subprocess.Popen(command, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(command, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def stats(self) -> dict:
         try:

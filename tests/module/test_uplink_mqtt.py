@@ -56,7 +56,7 @@ class Mosquitto:
     by the broker, not by the code under test.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_config: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.log = workdir / "mosquitto.log"
@@ -70,6 +70,7 @@ class Mosquitto:
             "log_type error",
             "log_type warning",
             "log_type notice",
+            *extra_config,
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise it drops to the 'mosquitto' user, which can't write workdir
@@ -118,6 +119,7 @@ class Subscriber:
 
         self.topic = topic
         self.messages: list[dict[str, Any]] = []
+        self.topics: list[str] = []  # of each message, in the same order
         self.redelivered = 0  # copies the broker itself resent (DUP flag): its own QoS 1 leg to this subscriber
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -140,6 +142,7 @@ class Subscriber:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         with self._lock:
             self.messages.append(json.loads(message.payload))
+            self.topics.append(message.topic)
             self.redelivered += int(message.dup)
 
     def seqs(self) -> list[int]:
