@@ -48,9 +48,9 @@ class Round:
     raw_latencies: list[float]
     pipeline: Pipeline
     frames: int
-    #: share of the pipeline's measured span spent inside engine calls: well below 1 means the engine
-    #: sat waiting for its next batch; near 1 with a ratio below 1 means each call took longer beside the
-    #: other stages (cores, memory bandwidth, or the GIL retaken after the engine released it)
+    #: time inside engine calls over the span from the first measured call's start to the last one's end:
+    #: well below 1 means the engine sat waiting for its next batch; near 1 with a ratio below 1 means each
+    #: call took longer beside the other stages (cores, memory bandwidth, or the GIL retaken after a release)
     engine_busy: float
 
     @property

@@ -1,60 +1,87 @@
-"""INT8 calibration batches: what TensorRT's entropy calibrator sees, letterboxed exactly like inference.
+"""INT8 calibration images: what TensorRT's entropy calibrator sees, letterboxed exactly like inference.
 
 The shipped reference model calibrates on its own held-out synthetic scenes, so ``--precision
 int8`` works on a board with nothing else; a user's model needs ``--calib-images DIR`` with
-images like those it will see in the field.
+images like those it will see in the field. The set's digest is part of the engine cache key, so
+other calibration images give another engine, never a stale one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
+from .errors import ModuleError
 from .model import DEFAULT_MODEL, ModelInfo
 from .preprocess import letterbox
-from .sources import image_folder, list_images
+from .sources import list_images, read_image
 
 #: enough for stable entropy histograms on a small detector, few enough to calibrate in minutes on a Nano
 CALIBRATION_IMAGES = 256
-
-#: called with the engine's input shape (batch, 3, H, W); yields full float32 batches
-Calibration = Callable[[tuple], Iterator[np.ndarray]]
-
-
 #: held-out scenes past the 500 that the model card and the correctness fixtures score on, so that
 #: INT8 is never calibrated on the images it is judged on (MLPerf keeps the two apart as well)
 CALIBRATION_SEED0_OFFSET = 500
 
 
-def _reference_scenes(count: int) -> Iterator[np.ndarray]:
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Where the calibration images come from, how many there are and a short digest of them."""
+
+    name: str
+    count: int
+    digest: str
+    images: Callable[[], Iterator[np.ndarray]]
+
+    def batches(self, shape: tuple) -> Iterator[np.ndarray]:
+        """Whole ``(batch, 3, H, W)`` batches: the calibrator's batch size is fixed, a short tail is left out.
+
+        Too few images for one batch fails here, before the build, not inside TensorRT's callback.
+        """
+        if self.count < shape[0]:
+            raise ModuleError(
+                f"int8 calibration needs at least one batch of {shape[0]} images; {self.name} has {self.count}"
+            )
+        return self._batched(shape)
+
+    def _batched(self, shape: tuple) -> Iterator[np.ndarray]:
+        batch, _, height, width = shape
+        pending = []
+        for image in self.images():
+            pending.append(letterbox(image, (height, width))[0])
+            if len(pending) == batch:
+                yield np.stack(pending)
+                pending = []
+
+
+def _folder_set(folder: Path, count: int) -> CalibrationSet:
+    paths = list_images(folder)[:count]  # a missing or empty folder fails now, not minutes into a build
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return CalibrationSet(str(folder), len(paths), digest.hexdigest()[:12], lambda: (read_image(p) for p in paths))
+
+
+def _reference_set(count: int) -> CalibrationSet:
     from .synthetic import VAL_SEED0, render_scene
 
-    for i in range(count):
-        yield render_scene(VAL_SEED0 + CALIBRATION_SEED0_OFFSET + i).image
+    first = VAL_SEED0 + CALIBRATION_SEED0_OFFSET
+
+    def scenes() -> Iterator[np.ndarray]:
+        return (render_scene(first + i).image for i in range(count))
+
+    return CalibrationSet("the reference scenes", count, f"scenes{first}x{count}", scenes)
 
 
-def _batches(images: Iterator[np.ndarray], shape: tuple) -> Iterator[np.ndarray]:
-    """Whole batches only: the calibrator's batch size is fixed, so a short tail is left out."""
-    batch, _, height, width = shape
-    pending: list[np.ndarray] = []
-    for image in images:
-        pending.append(letterbox(image, (height, width))[0])
-        if len(pending) == batch:
-            yield np.stack(pending)
-            pending = []
-
-
-def calibration_batches(
+def calibration_set(
     model: ModelInfo, images_dir: str | Path | None = None, count: int = CALIBRATION_IMAGES
-) -> Calibration | None:
-    """Batches from ``images_dir``, else the reference model's validation scenes; None for a user's model without."""
+) -> CalibrationSet | None:
+    """Images from ``images_dir``, else the reference model's held-out scenes; None for a user's model without."""
     if images_dir is not None:
-        folder = Path(images_dir)
-        list_images(folder)  # a missing or empty folder fails now, not minutes into a build
-        return lambda shape: _batches((frame.image for frame in image_folder(folder, limit=count)), shape)
+        return _folder_set(Path(images_dir), count)
     if model.path.resolve() == DEFAULT_MODEL:
-        return lambda shape: _batches(_reference_scenes(count), shape)
+        return _reference_set(count)
     return None

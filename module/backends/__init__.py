@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ..calibration import calibration_batches
+from ..calibration import calibration_set
 from ..errors import BackendUnavailable, ModuleError
 from ..model import ModelInfo
 from .base import Backend
@@ -60,7 +60,9 @@ def create_backend(
     if missing is not None:
         raise BackendUnavailable(f"backend '{name}' is not available here: {missing}")
     if name == "tensorrt" and precision == "int8":
-        options["calibration"] = calibration_batches(model, calib_images)
+        options["calibration"] = calibration_set(model, calib_images)
+    elif calib_images is not None:
+        raise ModuleError("--calib-images is for --backend tensorrt --precision int8 only")
     implementation = importlib.import_module(_BACKENDS[name][1], __name__)
     return implementation.open_backend(model, precision=precision, batch=batch, device=device, **options)
 

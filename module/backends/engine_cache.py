@@ -17,9 +17,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
-def engine_key(model_sha256: str, trt_version: str, gpu: str, precision: str, batch: int) -> str:
-    """A file-name-safe cache key, e.g. ``3fa2…-trt10.3.0-orin-fp16-b4``."""
-    return f"{model_sha256[:16]}-trt{_slug(trt_version)}-{_slug(gpu)}-{precision}-b{batch}"
+def engine_key(model_sha256: str, trt_version: str, gpu: str, precision: str, batch: int, calibration: str = "") -> str:
+    """A file-name-safe cache key, e.g. ``3fa2…-trt10.3.0-orin-fp16-b4``; INT8 adds its calibration set's digest."""
+    key = f"{model_sha256[:16]}-trt{_slug(trt_version)}-{_slug(gpu)}-{precision}-b{batch}"
+    return f"{key}-cal{_slug(calibration)}" if calibration else key
 
 
 def engine_path(cache_dir: Path, key: str) -> Path:

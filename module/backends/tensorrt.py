@@ -13,12 +13,13 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import tensorrt as trt
 
+from ..calibration import CalibrationSet
 from ..errors import BackendUnavailable, ModelError, ModuleError
 from ..model import ModelInfo
 from .base import Backend
@@ -70,16 +71,20 @@ def _gpu_name() -> str:
 def _calibrator(batches: Iterator[np.ndarray], batch: int, input_chw: tuple, cache: Path) -> object:
     """An entropy calibrator fed with letterboxed images, its cache kept beside the engine.
 
-    The class is made only when INT8 is asked for: releases without implicit quantization have
-    no calibrator base class, and the backend must still import there for FP32/FP16.
+    The class is made only when INT8 is asked for: releases without implicit quantization (11.x)
+    have no calibrator base class, and the backend must still import there for FP32. Those releases
+    never get here: the missing INT8 builder flag is refused first.
     """
-    if not hasattr(trt, "IInt8EntropyCalibrator2"):
-        raise ModuleError(f"TensorRT {trt.__version__} has no INT8 calibrator (explicit quantization only)")
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             super().__init__()
-            self._buffer = _Buffer((batch, *input_chw), np.float32)
+            self._buffer: _Buffer | None = None  # only when batches are read: a cache hit needs none
+
+        def release(self) -> None:
+            if self._buffer is not None:
+                self._buffer.free()
+                self._buffer = None
 
         def get_batch_size(self) -> int:
             return batch
@@ -88,6 +93,8 @@ def _calibrator(batches: Iterator[np.ndarray], batch: int, input_chw: tuple, cac
             data = next(batches, None)
             if data is None:
                 return None
+            if self._buffer is None:
+                self._buffer = _Buffer((batch, *input_chw), np.float32)
             self._buffer.host[...] = data
             h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
             _check(cudart.cudaMemcpy(self._buffer.device, self._buffer.host_ptr, self._buffer.nbytes, h2d))
@@ -115,7 +122,7 @@ def build_engine(
     precision: str,
     batch: int,
     timing_cache: Path,
-    calibration: Callable[[tuple], Iterator[np.ndarray]] | None,
+    calibration: CalibrationSet | None,
     calibration_cache: Path,
 ) -> bytes:
     """Parse the ONNX and build a serialized engine with a dynamic-batch profile up to ``batch``."""
@@ -152,7 +159,7 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.INT8)
         if calibration is None:
             raise ModuleError("int8 needs calibration images: pass --calib-images DIR")
-        config.int8_calibrator = _calibrator(calibration((batch, *chw)), batch, chw, calibration_cache)
+        config.int8_calibrator = _calibrator(calibration.batches((batch, *chw)), batch, chw, calibration_cache)
     label = f"building TensorRT {precision} engine for {model.path.name} (batch {batch})"
     print(label + " — this runs once per model, GPU and TensorRT version", file=sys.stderr, flush=True)
     stop = threading.Event()
@@ -163,6 +170,8 @@ def build_engine(
         serialized = builder.build_serialized_network(network, config)
     finally:
         stop.set()
+        if precision == "int8":
+            config.int8_calibrator.release()  # pinned and device memory: shared DRAM on a Jetson
     if serialized is None:
         raise ModuleError(f"TensorRT failed to build the engine for {model.path} (see the TensorRT log above)")
     timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
@@ -183,7 +192,7 @@ class TensorRTBackend(Backend):
         batch: int,
         device: str,
         engine_cache: Path | None = None,
-        calibration: Callable[[tuple], Iterator[np.ndarray]] | None = None,
+        calibration: CalibrationSet | None = None,
     ):
         if cudart is None:
             raise BackendUnavailable("the tensorrt backend needs cuda-python (pip install cuda-python)")
@@ -194,7 +203,9 @@ class TensorRTBackend(Backend):
         gpu = _gpu_name()
         cache_dir = Path(engine_cache) if engine_cache else DEFAULT_DIR
         cache_dir.mkdir(parents=True, exist_ok=True)
-        key = engine_key(model.sha256, trt.__version__, gpu, precision, batch)
+        key = engine_key(
+            model.sha256, trt.__version__, gpu, precision, batch, calibration.digest if calibration else ""
+        )
         path = engine_path(cache_dir, key)
         self.engine_built = False
         if model.path.suffix == ".engine":

@@ -23,3 +23,10 @@ def test_every_input_changes_the_key():
 
 def test_timing_cache_is_shared_per_gpu_and_version():
     assert timing_cache_path(Path("/c"), "10.3.0", "Orin") == Path("/c/timing-trt10.3.0-orin.cache")
+
+
+def test_int8_keys_name_their_calibration_set():
+    int8 = {**BASE, "precision": "int8"}
+    assert engine_key(**int8, calibration="scenes1000500x256").endswith("-int8-b4-calscenes1000500x256")
+    assert engine_key(**int8, calibration="a1b2c3") != engine_key(**int8, calibration="d4e5f6")
+    assert engine_key(**int8) == "abababababababab-trt10.3.0-orin-nvgpu-int8-b4"

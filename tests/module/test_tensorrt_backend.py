@@ -81,7 +81,7 @@ def test_int8_calibrates_on_held_out_reference_scenes_then_reuses_the_cache(tmp_
     # 256 held-out scenes in whole batches of 4, letterboxed to 0..1 like every inference input
     assert build == {"version": "10.3.0", "precision": "int8", "max_batch": 4, "calibration": "images",
                      "batches": 64, "batch": 4, "min": 0.0, "max": 1.0}  # fmt: skip
-    (calibration,) = (tmp_path / "engines").glob("*-int8-b4.calib")
+    (calibration,) = (tmp_path / "engines").glob("*-int8-b4-calscenes1000500x256.calib")
     for engine in (tmp_path / "engines").glob("*.engine"):
         engine.unlink()  # a rebuild (new GPU clocks, deleted engine) must not calibrate again
     rebuilt = trt_module(tmp_path, *BENCH, "--precision", "int8", "--batch", "4")
@@ -101,6 +101,24 @@ def test_int8_of_a_users_model_needs_calibration_images_and_uses_them(tmp_path: 
     result = trt_module(tmp_path, *BENCH, "--model", model, "--precision", "int8", "--calib-images", FIXTURE_IMAGES)
     assert result.returncode == 0, result.stderr
     assert builds(tmp_path)[-1]["batches"] == len(list(FIXTURE_IMAGES.glob("*.png")))
+
+    few = tmp_path / "three-images"
+    few.mkdir()
+    for image in sorted(FIXTURE_IMAGES.glob("*.png"))[:3]:
+        (few / image.name).write_bytes(image.read_bytes())
+    args = (*BENCH, "--model", model, "--precision", "int8", "--batch", "4", "--calib-images", few)
+    assert_one_clear_error(trt_module(tmp_path, *args), "at least one batch of 4 images", f"{few} has 3")
+
+    other = trt_module(tmp_path, *args[:-1], FIXTURE_IMAGES)  # other images: another engine, not the cached one
+    assert other.returncode == 0, other.stderr
+    assert "building TensorRT int8 engine" in other.stderr
+    assert len({p.name for p in (tmp_path / "engines").glob("*-int8-b*-cal*.engine")}) == 2
+
+
+def test_calibration_images_outside_tensorrt_int8_are_refused(tmp_path: Path) -> None:
+    for backend, precision in (("onnxruntime", "fp32"), ("tensorrt", "fp16")):
+        args = ("bench", "--backend", backend, "--precision", precision, "--calib-images", FIXTURE_IMAGES)
+        assert_one_clear_error(trt_module(tmp_path, *args), "--calib-images is for --backend tensorrt --precision int8")
 
 
 def test_a_release_without_implicit_quantization_runs_fp32_and_refuses_fp16_clearly(tmp_path: Path) -> None:
