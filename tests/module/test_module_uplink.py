@@ -61,6 +61,13 @@ class Module:
     def uplink(self, key: str, default: object = None) -> object:
         return self.stats().get("uplink", {}).get(key, default)
 
+    def drain(self, what: str, reconnect_s: float) -> object:
+        """Once the uplink is back: stop producing, wait for an empty outbox, return the last sequence number."""
+        wait_until(lambda: self.uplink("connected") is True, reconnect_s, f"reconnecting to {what}")
+        self.pause()
+        wait_until(lambda: self.uplink("depth") == 0, 60, f"the outbox drained into {what}")
+        return self.uplink("last_seq")
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout)
@@ -85,10 +92,7 @@ def test_module_loses_nothing_across_a_broker_outage_and_a_sigkill(
                "the restarted module running degraded on the same outbox")
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))  # the rest of the 20 s outage
     mosquitto.start()
-    wait_until(lambda: second.uplink("connected") is True, 30, "reconnecting")
-    second.pause()
-    wait_until(lambda: second.uplink("depth") == 0, 60, "the outbox drained")
-    total = second.uplink("last_seq")
+    total = second.drain("the broker", reconnect_s=30)
     assert isinstance(total, int) and total > 50
     assert second.stop() == 0
     assert_delivered_in_order(sub, list(range(1, total + 1)))
