@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .errors import ModuleError
-from .model import DEFAULT_MODEL, ModelInfo
+from .model import DEFAULT_MODEL, ModelInfo, file_sha256
 from .preprocess import letterbox
 from .sources import list_images, read_image
 
@@ -61,7 +61,7 @@ def _folder_set(folder: Path, count: int) -> CalibrationSet:
     paths = list_images(folder)[:count]  # a missing or empty folder fails now, not minutes into a build
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
     return CalibrationSet(str(folder), len(paths), digest.hexdigest()[:12], lambda: (read_image(p) for p in paths))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import module
 from harness.errors import ConfigError
+from module.model import file_sha256
 
 MODULE_DIR = Path(module.__file__).resolve().parent
 #: board-side files only: training needs torch, docker files are for image builds
@@ -41,10 +42,6 @@ class Bundle:
         return buffer.getvalue()
 
 
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def module_bundle(root: Path = MODULE_DIR) -> Bundle:
     """Collect the module's board-side files (sources, supervisor, model, labels, requirements)."""
     if not (root / "__main__.py").is_file():
@@ -56,7 +53,7 @@ def module_bundle(root: Path = MODULE_DIR) -> Bundle:
     )
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.relative_to(root).as_posix()}\0{_file_sha(path)}\n".encode())
+        digest.update(f"{path.relative_to(root).as_posix()}\0{file_sha256(path)}\n".encode())
     return Bundle(root=root, files=tuple(files), sha256=digest.hexdigest())
 
 
