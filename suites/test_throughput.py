@@ -37,10 +37,9 @@ def quiet_module(deployed: ModuleHandle) -> Iterator[ModuleHandle]:
 
 
 @pytest.fixture
-def mode_applied(power_guard: PowerGuard, board: Board, power_mode: PowerMode) -> PowerMode:
-    """Switch to the test's power mode (only when needed) and lock clocks at its maximum."""
-    if board.power_mode().id != power_mode.id:
-        power_guard.set_mode(power_mode.id)
+def mode_applied(power_guard: PowerGuard, power_mode: PowerMode) -> PowerMode:
+    """Switch to the test's power mode (the board skips it when already there) and lock clocks at its maximum."""
+    power_guard.set_mode(power_mode.id)
     power_guard.lock_clocks()
     return power_mode
 

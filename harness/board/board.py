@@ -67,8 +67,13 @@ class Board:
         return self.nvpmodel.query()
 
     def set_power_mode(self, mode: int | str, *, allow_reboot: bool = False) -> SetResult:
-        """Switch power mode (by id or name from the profile); reboot only when allowed and required."""
+        """Switch power mode (by id or name from the profile); reboot only when allowed and required.
+
+        Already in that mode: nothing is switched."""
         target = self.profile.mode(mode)
+        current = self.power_mode()
+        if current.id == target.id:
+            return SetResult(current, False)
         before = self.boot_id() if allow_reboot else None
         reboot_required = self.nvpmodel.set(target.id, accept_reboot=allow_reboot)
         if reboot_required and not allow_reboot:

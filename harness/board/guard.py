@@ -60,8 +60,7 @@ class PowerGuard:
         """Put the starting mode and clocks back (idempotent), then disarm the dead-man."""
         if self.start_mode is None:
             return
-        if self.board.power_mode().id != self.start_mode.id:
-            self.board.set_power_mode(self.start_mode.id)
+        self.board.set_power_mode(self.start_mode.id)
         self.board.clocks.restore(self.clocks_file)
         self._disarm()
 
