@@ -122,6 +122,7 @@ class App:
             "backend": self.backend.name,
             "device": self.backend.device,
             "precision": self.backend.precision,
+            "precisions": list(self.backend.precisions),
             "batch": self.batch,
             "input_hw": list(self.backend.input_hw),
             "layout": self.layout.family,

@@ -10,7 +10,6 @@ import json
 import shlex
 import uuid
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +18,10 @@ from harness.board import Board
 from harness.deploy import ModuleHandle
 from harness.golden import GOLDEN_CONF, GOLDEN_IOU, FixtureSet, boxes_from_json
 from harness.results import ResultsWriter, RowContext, observations
+from module.backends import PRECISIONS
+from module.sources import list_images
 
 FIXTURES = FixtureSet()
-PRECISIONS = ("fp32", "fp16", "int8")
 #: mAP@0.5 points a precision may lose against the FP32 golden run on the same images
 MAP_BUDGET_POINTS = {"fp32": 0.1, "fp16": 0.5, "int8": 2.0}
 
@@ -66,9 +66,9 @@ def board_run(request: pytest.FixtureRequest, deployed: ModuleHandle, module_inf
     precision = request.param
     if not board.profile.supports(precision):
         pytest.skip(f"{board.profile.name} has no {precision}")
-    if module_info["backend"] == "onnxruntime" and precision != "fp32":
-        pytest.skip(f"the board runs onnxruntime ({module_info['device']}), which runs fp32 only; "
-                    f"{precision} needs TensorRT")
+    if precision not in module_info["precisions"]:
+        pytest.skip(f"the board runs {module_info['backend']} ({module_info['device']}), which runs "
+                    f"{', '.join(module_info['precisions'])} only; {precision} needs TensorRT")
     run_id = f"correctness-{precision}-{uuid.uuid4().hex[:6]}"
     work = f"{deployed.root}/data/{run_id}"
     out = f"{work}/detections.jsonl"
@@ -152,7 +152,7 @@ def test_map_within_budget_of_the_model_card(board_run: BoardRun, results: Resul
 
 def test_messages_follow_the_schema(board_run: BoardRun, module_info: dict) -> None:
     messages = board_run.messages
-    assert len(messages) == len(list(Path(FIXTURES.images).glob("*.png")))
+    assert len(messages) == len(list_images(FIXTURES.images))
     for message in messages:
         for field, kind in MESSAGE_FIELDS.items():
             assert isinstance(message.get(field), kind), f"field {field!r} missing or not {kind.__name__}: {message}"

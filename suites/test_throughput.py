@@ -47,7 +47,7 @@ def mode_applied(power_guard: PowerGuard, power_mode: PowerMode) -> PowerMode:
 def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, module_info: dict, board: Board,
                     mode_applied: PowerMode, batch: int, results: ResultsWriter, row_context: RowContext,
                     modeled: frozenset[str], benchmarks: list) -> None:
-    precision = "fp32" if module_info["backend"] == "onnxruntime" else board.profile.precisions[-1]
+    precision = [p for p in board.profile.precisions if p in module_info["precisions"]][-1]
     duration = request.config.getoption("--duration")
     args = ["bench", "--duration", str(duration), "--batch", str(batch), "--warmup", str(WARMUP_ITERATIONS),
             "--precision", precision, "--backend", module_info["backend"]]

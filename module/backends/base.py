@@ -24,6 +24,8 @@ class Backend(ABC):
     output_shape: tuple
     #: class names the model file itself carries (Ultralytics ONNX metadata), when it does
     metadata_labels: tuple[str, ...] | None = None
+    #: the precisions this backend can run (others are refused when it opens); /info reports them
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -27,9 +27,10 @@ class OnnxRuntimeBackend(Backend):
     """Runs the ONNX graph as exported, FP32 (reduced precision is TensorRT's job)."""
 
     name = "onnxruntime"
+    precisions = ("fp32",)
 
     def __init__(self, model: ModelInfo, *, precision: str, batch: int, device: str, threads: int | None = None):
-        if precision != "fp32":
+        if precision not in self.precisions:
             raise ModuleError(f"the onnxruntime backend runs fp32 only; use --backend tensorrt for {precision}")
         available = ort.get_available_providers()
         wanted = "cuda" if device == "auto" and "CUDAExecutionProvider" in available else device

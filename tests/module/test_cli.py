@@ -332,6 +332,7 @@ def test_control_api(module_run: Callable[..., Module], tmp_path: Path) -> None:
 
     info = module.api.get("/info")
     assert (info["model_sha256"], info["backend"], info["precision"]) == (sha, "onnxruntime", "fp32")
+    assert info["precisions"] == ["fp32"]
     assert info["labels"] == ["circle", "square", "triangle", "cross", "ring", "diamond"]
 
     stats = wait_for(lambda: (s := module.api.get("/stats"))["frames"] >= 3 and s, 60, "frames through the pipeline")
