@@ -29,7 +29,7 @@ import numpy as np
 
 from module.backends import Backend, create_backend
 from module.bench import measure, sample_images
-from module.decode import detect_layout
+from module.decode import layout_for
 from module.model import load_model
 from module.preprocess import letterbox
 
@@ -80,7 +80,7 @@ def main() -> None:
     options = {"batch": args.batch, "duration_s": args.duration, "rounds": args.rounds}
     results = {}
     with create_backend("onnxruntime", model, precision="fp32", batch=args.batch, device="cpu") as real:
-        layout = detect_layout(real.output_shape, len(model.labels))
+        layout = layout_for(model, real)[1]
         if not args.skip_cpu:
             results["onnxruntime"] = summarise(measure(real, layout, images, **options))
         for ms in (float(v) for v in args.device_ms.split(",")):

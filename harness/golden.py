@@ -84,7 +84,7 @@ def write_images(fixtures: FixtureSet, count: int = DEFAULT_COUNT) -> None:
 def golden_detections(fixtures: FixtureSet, model_path: Path | None = None) -> dict:
     """Run the model at FP32 on ONNX Runtime over the fixture images, as the module does on a board."""
     from module.backends import create_backend
-    from module.decode import decode, detect_layout
+    from module.decode import decode, layout_for
     from module.model import load_model
     from module.preprocess import letterbox
     from module.sources import list_images, read_image
@@ -92,7 +92,7 @@ def golden_detections(fixtures: FixtureSet, model_path: Path | None = None) -> d
     model = load_model(model_path)
     images = {}
     with create_backend("onnxruntime", model, device="cpu") as backend:
-        layout = detect_layout(backend.output_shape, len(model.labels) if model.labels else None)
+        layout = layout_for(model, backend)[1]
         for path in list_images(fixtures.images):
             tensor, box = letterbox(read_image(path), backend.input_hw)
             (det,) = decode(backend.infer(tensor[None]), layout, GOLDEN_CONF, GOLDEN_IOU)

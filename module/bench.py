@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from .backends import Backend, create_backend
-from .decode import OutputLayout, detect_layout
+from .decode import OutputLayout, layout_for
 from .model import load_model
 from .pipeline import Pipeline
 from .preprocess import letterbox
@@ -150,7 +150,7 @@ def run_bench(
     with create_backend(
         backend_name, model, precision=precision, batch=batch, device=device, calib_images=calib_images, **options
     ) as backend:
-        layout = detect_layout(backend.output_shape, len(model.labels) if model.labels else None)
+        model, layout = layout_for(model, backend)
         runs = measure(
             backend,
             layout,

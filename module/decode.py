@@ -9,10 +9,15 @@ The layout is detected from the output shape, so a user's own export drops in un
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ModelError
+from .model import ModelInfo
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 YOLOV8 = "yolov8"
 YOLOV8_T = "yolov8-transposed"  # [B, A, 4+nc], as some exporters write it
@@ -55,6 +60,14 @@ def detect_layout(shape: tuple, num_labels: int | None = None) -> OutputLayout:
     if cols < rows and cols > 5:
         return OutputLayout(YOLOV5, cols - 5, rows)
     raise ModelError(f"unknown output layout {list(shape)}: too few channels for boxes and class scores")
+
+
+def layout_for(model: ModelInfo, backend: Backend) -> tuple[ModelInfo, OutputLayout]:
+    """The labels a run uses (the model's labels file, else the ONNX metadata the backend read) and the
+    output layout told with their count: one rule for ``run``, ``bench`` and the golden outputs."""
+    if model.labels is None and backend.metadata_labels:
+        model = ModelInfo(model.path, model.sha256, backend.metadata_labels)
+    return model, detect_layout(backend.output_shape, len(model.labels) if model.labels else None)
 
 
 @dataclass
