@@ -14,10 +14,11 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
+from typing import Iterator
 
 from . import __version__
 from .backends import create_backend
-from .decode import Detections, detect_layout
+from .decode import Detections, layout_for
 from .messages import detection_message
 from .model import ModelInfo, load_model
 from .pipeline import Pipeline, PipelineConfig
@@ -52,13 +53,13 @@ class App:
     ):
         self.model: ModelInfo = load_model(model, labels)
         self.source_spec, self.frames = source, frames
-        open_source(source, limit=1)  # a bad source fails at start with a clear error
+        # opened now so that a bad source fails at start with a clear error; the first start() uses it, so a
+        # camera is never opened twice
+        self._opened: Iterator[Frame] | None = open_source(source, limit=frames)
         self.backend = create_backend(
             backend, self.model, precision=precision, batch=batch, device=device, calib_images=calib_images
         )
-        if self.model.labels is None and self.backend.metadata_labels:
-            self.model = ModelInfo(self.model.path, self.model.sha256, self.backend.metadata_labels)
-        self.layout = detect_layout(self.backend.output_shape, len(self.model.labels) if self.model.labels else None)
+        self.model, self.layout = layout_for(self.model, self.backend)
         self.batch, self.config = batch, config
         self.run_id = run_id or uuid.uuid4().hex[:12]
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,8 @@ class App:
             if self.pipeline is not None and self.pipeline.running:
                 return {"status": "running"}
             self.error = None
-            frames = open_source(self.source_spec, limit=self.frames)
+            frames = self._opened or open_source(self.source_spec, limit=self.frames)
+            self._opened = None
             self.pipeline = Pipeline(self.backend, self.layout, frames, self._emit, self.config, batch=self.batch)
             self.pipeline.start()
             threading.Thread(target=self._watch, args=(self.pipeline,), name="pipeline-watch", daemon=True).start()

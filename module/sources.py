@@ -56,8 +56,9 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def image_folder(folder: Path, limit: int | None = None) -> Iterator[Frame]:
-    for index, path in enumerate(list_images(folder)[:limit]):
-        yield Frame(index, read_image(path), path.name)
+    """List now (so a missing or empty folder fails at start, in the caller's thread), read lazily."""
+    paths = list_images(folder)[:limit]
+    return (Frame(index, read_image(path), path.name) for index, path in enumerate(paths))
 
 
 def _capture(target: str | int, what: str, limit: int | None) -> Iterator[Frame]:
@@ -117,13 +118,9 @@ def open_source(spec: str, limit: int | None = None) -> Iterator[Frame]:
         return _capture(int(target) if target.isdigit() else target, "camera", limit)
     path = Path(arg if kind in ("images", "video") else spec)
     if kind == "images" or path.is_dir():
-        list_images(path)  # fail now, not in the pipeline thread
         return image_folder(path, limit)
     if kind == "video" or path.suffix:
         if not path.is_file():
             raise SourceError(f"video file {path} not found")
         return _capture(str(path), "video", limit)
-    raise SourceError(
-        f"unknown source '{spec}': use synthetic[:N], images:DIR, video:FILE or camera:INDEX"
-    )
-
+    raise SourceError(f"unknown source '{spec}': use synthetic[:N], images:DIR, video:FILE or camera:INDEX")
