@@ -118,6 +118,7 @@ def _progress(label: str, stop: threading.Event, every_s: float = 10.0) -> None:
 
 def build_engine(
     model: ModelInfo,
+    logger: trt.Logger,
     *,
     precision: str,
     batch: int,
@@ -126,8 +127,6 @@ def build_engine(
     calibration_cache: Path,
 ) -> bytes:
     """Parse the ONNX and build a serialized engine with a dynamic-batch profile up to ``batch``."""
-    logger = trt.Logger(trt.Logger.WARNING)
-    trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
     flags = 0 if TRT_MAJOR >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
@@ -191,7 +190,6 @@ class TensorRTBackend(Backend):
         precision: str,
         batch: int,
         device: str,
-        engine_cache: Path | None = None,
         calibration: CalibrationSet | None = None,
     ):
         if cudart is None:
@@ -201,18 +199,20 @@ class TensorRTBackend(Backend):
         if trt.__version__ in KNOWN_BAD:
             raise BackendUnavailable(KNOWN_BAD[trt.__version__])
         gpu = _gpu_name()
-        cache_dir = Path(engine_cache) if engine_cache else DEFAULT_DIR
+        cache_dir = DEFAULT_DIR
         cache_dir.mkdir(parents=True, exist_ok=True)
+        logger = trt.Logger(trt.Logger.WARNING)
+        trt.init_libnvinfer_plugins(logger, "")
         key = engine_key(
             model.sha256, trt.__version__, gpu, precision, batch, calibration.digest if calibration else ""
         )
         path = engine_path(cache_dir, key)
-        self.engine_built = False
         if model.path.suffix == ".engine":
             path = model.path
         elif not path.is_file():
             serialized = build_engine(
                 model,
+                logger,
                 precision=precision,
                 batch=batch,
                 timing_cache=timing_cache_path(cache_dir, trt.__version__, gpu),
@@ -222,10 +222,6 @@ class TensorRTBackend(Backend):
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(serialized)
             tmp.replace(path)
-            self.engine_built = True
-        self.engine_path = path
-        logger = trt.Logger(trt.Logger.WARNING)
-        trt.init_libnvinfer_plugins(logger, "")
         self._runtime = trt.Runtime(logger)
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
