@@ -83,6 +83,17 @@ def test_the_supervisor_restarts_a_killed_module_and_stop_ends_both(virtual_boar
         handle.api("/health", timeout=2)
 
 
+def test_a_module_that_cannot_start_fails_the_deploy_early_with_its_reason(virtual_board: Board) -> None:
+    """Exit 2 is final for the supervisor: the deploy says so well before its 120 s health timeout."""
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeployError, match=r"supervisor gave up.*unsupported uplink sink 'kafka://broker/t'"):
+            deploy_native(virtual_board, ServiceSpec(fps_cap=5, sink="kafka://broker/t"))
+        assert time.monotonic() - started < 60
+    finally:
+        deploy_native(virtual_board, ServiceSpec(fps_cap=5)).close()  # leave a healthy module for the next test
+
+
 def test_power_mode_and_clocks_are_restored_when_the_measurement_fails(virtual_board: Board) -> None:
     start = virtual_board.power_mode()
     other = next(m for m in virtual_board.profile.power_modes if m.id != start.id)

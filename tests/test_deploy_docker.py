@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 
 import docker
@@ -17,7 +18,7 @@ import pytest
 from harness.board import Board
 from harness.deploy import DockerDeployer, ServiceSpec
 from harness.deploy.docker import CONTAINER, ENGINE_VOLUME, RECIPES, STATE_VOLUME, connect, transfer_image
-from harness.errors import HarnessError
+from harness.errors import DeployError, HarnessError
 from harness.profiles import get_profile
 from harness.transport.local import LocalTransport
 from tests.virtual import REQUIRE_DOCKER
@@ -92,6 +93,20 @@ def test_deploy_runs_the_module_container_and_a_second_deploy_changes_nothing(en
     finally:
         handle.stop()
     assert not client.containers.list(all=True, filters={"name": f"^{CONTAINER}$"})
+
+
+def test_a_container_that_cannot_start_fails_the_deploy_early_with_its_reason(engine) -> None:
+    """Exit 2 under restart unless-stopped would loop forever: the deploy stops waiting at the first exit."""
+    url, client, base = engine
+    board = Board("docker-local", get_profile("orin-nano"), LocalTransport(name="docker-local"))
+    deployer = DockerDeployer(board, url, nvidia_runtime=False, recipe=RECIPES["cpu"].with_base(base))
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeployError, match=r"the module exited .*unsupported uplink sink 'kafka://broker/t'"):
+            deployer.deploy(ServiceSpec(fps_cap=5, sink="kafka://broker/t", api_port=_free_port()))
+        assert time.monotonic() - started < 60
+    finally:
+        _remove_module(client)
 
 
 def test_transfer_streams_an_image_through_save_and_load(engine) -> None:

@@ -43,7 +43,7 @@ from harness.errors import DeployError
 from harness.transport.ssh import SshTransport
 
 from .bundle import MODULE_DIR, module_bundle, requirements_text
-from .handle import HEALTH_POLL_S, DeployReport, ModuleHandle
+from .handle import DeployReport, ModuleHandle
 from .service import ServiceSpec
 from .wheelhouse import PROBE_COMMAND, PythonTarget, parse_probe, wheelhouse
 
@@ -127,8 +127,8 @@ def _has_image(client: docker.DockerClient, tag: str) -> bool:
     return True
 
 
-def _arch(client: docker.DockerClient) -> str:
-    return client.info().get("Architecture", "unknown")
+def _arch(engine_info: dict) -> str:
+    return engine_info.get("Architecture", "unknown")
 
 
 def module_image_tag(bundle_sha: str, recipe: ImageRecipe, module_requirements: str, arch: str) -> str:
@@ -238,9 +238,11 @@ class DockerModuleHandle(ModuleHandle):
     (the container shares the board's network); one-shot runs use ``docker exec`` on the board, so
     ``run_module`` needs the docker CLI there (the ssh:// engine URL needs it anyway)."""
 
-    def __init__(self, board: Board, container: Container, api_port: int, bundle_sha: str, report: DeployReport):
-        super().__init__(board, STATE_DIR, api_port, bundle_sha, report, self._remove)
+    def __init__(self, board: Board, container: Container, api_port: int, report: DeployReport):
+        super().__init__(board, STATE_DIR, api_port, report, self._remove)
         self.container = container
+        self.container.reload()
+        self._restarts = self.container.attrs.get("RestartCount", 0)  # restarts from here on mean a crash loop
 
     def python_command(self, args: list[str]) -> str:
         return shlex.join(["docker", "exec", self.container.name, "python3", "-m", "module", *args])
@@ -265,35 +267,22 @@ class DockerModuleHandle(ModuleHandle):
     def logs(self, lines: int = 200) -> str:
         return self.container.logs(tail=int(lines)).decode(errors="replace")
 
-    def wait_healthy(self, timeout: float = 120.0) -> dict:
-        """Poll /health from inside the container; give up early when the module exits (the restart
-        policy would restart it forever)."""
+    def _probe_health(self) -> dict | str | None:
+        """One look from inside the container; a module that exited or restarted since the deploy is gone
+        for good (the restart policy would restart it forever)."""
+        self.container.reload()
+        state = self.container.attrs["State"]
+        if state["Status"] in ("exited", "dead") or self.container.attrs.get("RestartCount", 0) > self._restarts:
+            return f"the module exited (exit code {state.get('ExitCode')})"
         probe = (
             "import urllib.request; print(urllib.request.urlopen("
             f"'http://127.0.0.1:{self.api_port}/health', timeout=2).read().decode())"
         )
-        self.container.reload()
-        restarts = self.container.attrs.get("RestartCount", 0)
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            self.container.reload()
-            state = self.container.attrs["State"]
-            if state["Status"] in ("exited", "dead") or self.container.attrs.get("RestartCount", 0) > restarts:
-                last = f"the module exited (exit code {state.get('ExitCode')})"
-                break
-            try:
-                code, output = self.container.exec_run(["python3", "-c", probe])
-            except APIError:  # restarting between reload() and exec
-                code, output = 1, b""
-            if code == 0 and output.strip():
-                health = json.loads(output)
-                if health.get("status") in ("running", "stopped"):
-                    return health
-                last = f"module reports {health}"
-            time.sleep(HEALTH_POLL_S)
-        tail = self.logs(20).strip().splitlines()[-5:]
-        raise DeployError(f"{self.board.name}: module not healthy ({last}); last log lines: " + " | ".join(tail))
+        try:
+            code, output = self.container.exec_run(["python3", "-c", probe])
+        except APIError:  # restarting between reload() and exec
+            return None
+        return json.loads(output) if code == 0 and output.strip() else None
 
     def _remove(self) -> None:
         """Stop and remove the container; its image and volumes (state, engines) stay for the next deploy."""
@@ -347,8 +336,13 @@ class DockerDeployer:
     def _say(self, text: str) -> None:
         self.console.print(f"[bold]{self.board.name}[/]: {text}")
 
+    @cached_property
+    def _engine_info(self) -> dict:
+        """The board engine's runtimes and CPU: read once, they do not change under a deploy."""
+        return self.engine.info()
+
     def _check_runtime(self) -> None:
-        runtimes = sorted(self.engine.info().get("Runtimes", {}))
+        runtimes = sorted(self._engine_info.get("Runtimes", {}))
         if self.nvidia_runtime and "nvidia" not in runtimes:
             raise DeployError(
                 f"{self.board.name}: the Docker engine has no 'nvidia' runtime (it has {', '.join(runtimes)}): "
@@ -371,7 +365,7 @@ class DockerDeployer:
 
     def _platform(self, arch: str) -> str | None:
         """A --platform for the build only when the build engine's CPU differs from the board's."""
-        if arch == _arch(self.builder):
+        if arch == _arch(self.builder.info()):
             return None
         if arch not in PLATFORMS:
             raise DeployError(f"{self.board.name}: cannot build images for a {arch} engine")
@@ -419,7 +413,7 @@ class DockerDeployer:
         started = time.monotonic()
         self._check_runtime()
         recipe = self._pick_recipe()
-        arch = _arch(self.engine)
+        arch = _arch(self._engine_info)
         bundle = module_bundle(self.module_dir)
         tag = module_image_tag(bundle.sha256, recipe, requirements_text(self.module_dir), arch)
         built = loaded = False
@@ -442,7 +436,7 @@ class DockerDeployer:
             container = self._start(tag, service, service_sha, bundle.sha256)
         assert container is not None
         report = DeployReport(loaded, built, restart, round(time.monotonic() - started, 2), "docker")
-        handle = DockerModuleHandle(self.board, container, service.api_port, bundle.sha256, report)
+        handle = DockerModuleHandle(self.board, container, service.api_port, report)
         return handle.await_ready(self._say, started, "unchanged, nothing built or copied")
 
 

@@ -49,9 +49,9 @@ class DeployReport:
 class ModuleHandle:
     """The running module on one board. ``close()`` drops the tunnel; ``stop()`` stops the service."""
 
-    def __init__(self, board: Board, root: str, api_port: int, bundle_sha: str, report: DeployReport, stopper):
+    def __init__(self, board: Board, root: str, api_port: int, report: DeployReport, stopper):
         self.board, self.root, self.api_port = board, root, api_port
-        self.bundle_sha, self.report = bundle_sha, report
+        self.report = report
         self._stopper = stopper
         self._tunnel = contextlib.ExitStack()
         self._local_port: int | None = None
@@ -107,28 +107,16 @@ class ModuleHandle:
             raise DeployError(f"{self.board.name}: module API {method} {path} unreachable: {exc}") from None
 
     def wait_healthy(self, timeout: float = 120.0) -> dict:
-        """Poll /health on the board itself until the module answers (engine builds make a first start slow).
-
-        Polling from the board keeps refused tunnel connections out of the logs while the module starts.
-        """
-        probe = (
-            f"{shlex.quote(self.root + '/venv/bin/python')} -c \"import urllib.request; print(urllib.request.urlopen("
-            f"'http://127.0.0.1:{self.api_port}/health', timeout=2).read().decode())\" 2>/dev/null"
-        )
-        if self.report.manager == "systemd":
-            gone = "systemctl is-failed --quiet jetson-hil-module"
-        else:
-            gone = f"! kill -0 $(cat {shlex.quote(self.root + '/run/supervisor.pid')} 2>/dev/null) 2>/dev/null"
-        probe = f"{probe} || {{ {gone} && echo GAVE-UP; }}"
+        """Poll /health until the module answers (engine builds make a first start slow); give up early
+        when the module is gone for good rather than waiting out the timeout."""
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
-            result = self.board.transport.run(probe, timeout=15)
-            if result.stdout.strip() == "GAVE-UP":
-                last = "the module exited and its supervisor gave up"
+            health = self._probe_health()
+            if isinstance(health, str):
+                last = health
                 break
-            if result.ok and result.stdout.strip():
-                health = json.loads(result.stdout)
+            if health is not None:
                 if health.get("status") in ("running", "stopped"):
                     return health
                 last = f"module reports {health}"
@@ -137,6 +125,22 @@ class ModuleHandle:
         raise DeployError(
             f"{self.board.name}: module not healthy ({last}); last log lines: " + " | ".join(tail)
         )
+
+    def _probe_health(self) -> dict | str | None:
+        """One look from the board itself (no refused tunnel connections in the logs while the module starts):
+        its /health answer, None while it does not answer yet, or why it never will."""
+        probe = (
+            f"{shlex.quote(self.root + '/venv/bin/python')} -c \"import urllib.request; print(urllib.request.urlopen("
+            f"'http://127.0.0.1:{self.api_port}/health', timeout=2).read().decode())\" 2>/dev/null"
+        )
+        if self.report.manager == "systemd":
+            gone = "systemctl is-failed --quiet jetson-hil-module"
+        else:
+            gone = f"! kill -0 $(cat {shlex.quote(self.root + '/run/supervisor.pid')} 2>/dev/null) 2>/dev/null"
+        result = self.board.transport.run(f"{probe} || {{ {gone} && echo GAVE-UP; }}", timeout=15)
+        if result.stdout.strip() == "GAVE-UP":
+            return "the module exited and its supervisor gave up"
+        return json.loads(result.stdout) if result.ok and result.stdout.strip() else None
 
     def await_ready(self, say: Callable[[str], None], started: float, unchanged: str) -> ModuleHandle:
         """End of a deploy: wait for health (dropping the tunnel if it never comes) and say what it took."""

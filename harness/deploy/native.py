@@ -89,9 +89,7 @@ class NativeDeployer:
             self._stop(root, manager)
             self._start(root, service, manager)
         report = DeployReport(copied, installed, restart, round(time.monotonic() - started, 2), manager)
-        handle = ModuleHandle(
-            self.board, root, service.api_port, bundle.sha256, report, lambda: self._stop(root, manager)
-        )
+        handle = ModuleHandle(self.board, root, service.api_port, report, lambda: self._stop(root, manager))
         return handle.await_ready(self._say, started, "unchanged, nothing copied")
 
     # steps ----------------------------------------------------------------------------------------
