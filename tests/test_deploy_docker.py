@@ -8,7 +8,6 @@ virtual boards' Debian base (no registry is needed); the container shares this m
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterator
 
@@ -21,15 +20,10 @@ from harness.deploy.docker import CONTAINER, ENGINE_VOLUME, RECIPES, STATE_VOLUM
 from harness.errors import DeployError, HarnessError
 from harness.profiles import get_profile
 from harness.transport.local import LocalTransport
+from tests.sshd import free_port
 from tests.virtual import REQUIRE_DOCKER
 
 pytestmark = pytest.mark.virtual
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _remove_module(client: docker.DockerClient) -> None:
@@ -64,7 +58,7 @@ def test_deploy_runs_the_module_container_and_a_second_deploy_changes_nothing(en
     url, client, base = engine
     board = Board("docker-local", get_profile("orin-nano"), LocalTransport(name="docker-local"))
     deployer = DockerDeployer(board, url, nvidia_runtime=False, recipe=RECIPES["cpu"].with_base(base))
-    service = ServiceSpec(fps_cap=5, api_port=_free_port())
+    service = ServiceSpec(fps_cap=5, api_port=free_port())
 
     first = deployer.deploy(service)
     try:
@@ -103,7 +97,7 @@ def test_a_container_that_cannot_start_fails_the_deploy_early_with_its_reason(en
     started = time.monotonic()
     try:
         with pytest.raises(DeployError, match=r"the module exited .*unsupported uplink sink 'kafka://broker/t'"):
-            deployer.deploy(ServiceSpec(fps_cap=5, sink="kafka://broker/t", api_port=_free_port()))
+            deployer.deploy(ServiceSpec(fps_cap=5, sink="kafka://broker/t", api_port=free_port()))
         assert time.monotonic() - started < 60
     finally:
         _remove_module(client)

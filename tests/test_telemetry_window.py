@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from harness.telemetry.window import (
     trapezoid,
 )
 from harness.transport.local import LocalTransport
+from tests.sshd import wait_until
 
 DATA = Path(__file__).parent / "data" / "jetson" / "tegrastats"
 
@@ -204,7 +204,7 @@ def fake_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *captures: str, 
 def test_live_window_streams_parses_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     board = fake_board(tmp_path, monkeypatch, "tx2-root.txt", "tx2-loaded-root.txt", "tx2-user.txt")
     with TelemetryWindow(board, interval_ms=50) as window:
-        time.sleep(0.6)
+        wait_until(lambda: len(window.samples()) >= 4, 10, "four samples from the live window")
     samples = window.stop()  # after the block, stop() returns what the block collected
     assert samples is window.result
     assert len(samples) >= 4
@@ -222,5 +222,5 @@ def test_live_window_streams_parses_and_stops(tmp_path: Path, monkeypatch: pytes
 def test_live_window_keeps_lines_of_a_sampler_that_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     board = fake_board(tmp_path, monkeypatch, "tx2-root.txt", "tx2-user.txt", once=True)
     window = TelemetryWindow(board, interval_ms=10).start()
-    time.sleep(0.5)
+    wait_until(lambda: len(window.samples()) >= 2, 10, "both lines of the sampler")
     assert [s.sample.total_power_mw() for s in window.stop()] == [1383.0, 1038.0]

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 
 from module.model import DEFAULT_MODEL
 from tests.module.onnx_models import COCO80, flat_output, yolov8_like
+from tests.sshd import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDER = ("capture", "pre", "infer_start", "infer_end", "post", "emit")
@@ -36,16 +36,11 @@ def module_cmd(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "module", *map(str, args)]
 
 
-def run_module(*args: str | Path, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+def run_module(
+    *args: str | Path, timeout: float = RUN_TIMEOUT_S, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run to completion; a hang fails the test through TimeoutExpired instead of hanging the suite."""
-    return subprocess.run(module_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (for the API to bind, or as a broker that refuses connections)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return subprocess.run(module_cmd(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:

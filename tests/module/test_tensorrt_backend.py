@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.module.onnx_models import COCO80, yolov8_like
-from tests.module.test_cli import ROOT, RUN_TIMEOUT_S, assert_one_clear_error, module_cmd, read_jsonl
+from tests.module.test_cli import ROOT, assert_one_clear_error, read_jsonl, run_module
 
 FAKE = Path(__file__).resolve().parent / "fake_tensorrt"
 FIXTURE_IMAGES = ROOT / "fixtures" / "images"
@@ -32,7 +32,7 @@ def trt_module(tmp_path: Path, *args: str | Path, version: str = "10.3.0") -> su
         FAKE_TENSORRT_LOG=str(tmp_path / "builds.jsonl"),
         JETSON_HIL_ENGINE_CACHE=str(tmp_path / "engines"),
     )
-    return subprocess.run(module_cmd(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    return run_module(*args, env=env)
 
 
 def builds(tmp_path: Path) -> list[dict]:

@@ -25,27 +25,14 @@ from typing import Any
 
 import pytest
 
+from tests.sshd import free_port, wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"  # Debian package "mosquitto" (scripts/setup.sh)
 OUTAGE_S = 20.0  # required by the acceptance criteria
 MAX_INFLIGHT = 100  # MqttSink's default window: the most a reconnect or a restart can duplicate
 
 pytestmark = pytest.mark.mqtt
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
-    """Poll ``predicate`` until true; fail the test with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Mosquitto:
