@@ -125,6 +125,8 @@ class App:
             "device": self.backend.device,
             "precision": self.backend.precision,
             "precisions": list(self.backend.precisions),
+            "quantizer": self.backend.quantizer,
+            "quantizers": self.backend.quantizers,
             "batch": self.batch,
             "input_hw": list(self.backend.input_hw),
             "layout": self.layout.family,

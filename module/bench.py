@@ -3,6 +3,10 @@
 Raw is the engine alone on a prepared batch (like trtexec). Pipeline is the full threaded
 pipeline (letterbox, batching, decode, NMS) on frames held in memory, so that disk or camera
 I/O does not hide the pipeline's own overhead (MLPerf loads samples before timing too).
+
+Every measured phase is reported with its start and end on the board's own clock (``time.time()``)
+and the frames it covered, so that telemetry sampled on the board during the run can be cut to
+exactly that phase: engine build, calibration and warm-up fall outside every phase.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import socket
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -39,6 +43,25 @@ def sample_images(count: int = DISTINCT_FRAMES, width: int = 640, height: int = 
     return [scene.frame(i * 7).image for i in range(count)]
 
 
+#: seconds to add to time.perf_counter() to get the board's time.time(), read once so phases share one mapping
+_EPOCH_OFFSET = time.time() - time.perf_counter()
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A measured span on the board's clock (seconds since the epoch) and the frames it covered."""
+
+    phase: str
+    round: int
+    start: float
+    end: float
+    frames: int
+
+    @classmethod
+    def between(cls, phase: str, index: int, start_perf: float, end_perf: float, frames: int) -> Phase:
+        return cls(phase, index, start_perf + _EPOCH_OFFSET, end_perf + _EPOCH_OFFSET, frames)
+
+
 @dataclass
 class Round:
     """One raw measurement followed by one pipeline measurement on the same backend."""
@@ -48,6 +71,7 @@ class Round:
     raw_latencies: list[float]
     pipeline: Pipeline
     frames: int
+    phases: tuple[Phase, Phase]
     #: time inside engine calls over the span from the first measured call's start to the last one's end:
     #: well below 1 means the engine sat waiting for its next batch; near 1 with a ratio below 1 means each
     #: call took longer beside the other stages (cores, memory bandwidth, or the GIL retaken after a release)
@@ -60,7 +84,8 @@ class Round:
 
 def _raw(
     backend: Backend, images: list[np.ndarray], batch: int, frames: int, warmup: int, duration_s: float | None
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[float], float, float]:
+    """(FPS, per-call latencies, perf_counter at the first timed call, perf_counter after the last)."""
     tensors = [letterbox(img, backend.input_hw)[0] for img in images[:batch]]
     while len(tensors) < batch:
         tensors.append(tensors[len(tensors) % len(images)])
@@ -74,14 +99,15 @@ def _raw(
         t0 = time.perf_counter()
         backend.infer(data)
         latencies.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - started
-    return len(latencies) * batch / elapsed, latencies
+    ended = time.perf_counter()
+    return len(latencies) * batch / (ended - started), latencies, started, ended
 
 
 def _pipeline(
     backend: Backend, layout: OutputLayout, images: list[np.ndarray], batch: int, frames: int, warmup: int
-) -> tuple[float, float, Pipeline]:
-    """Frames per second between the first and last measured emit, and the engine's busy share."""
+) -> tuple[float, float, Pipeline, float, float, int]:
+    """Frames per second between the first and last measured emit, the engine's busy share, the pipeline, and
+    the measured span: perf_counter at the first and last measured emit and the frames emitted in between."""
     skip = warmup * batch
     emitted: list[float] = []
     engine: list[tuple[float, float]] = []
@@ -97,7 +123,8 @@ def _pipeline(
     calls = sorted(set(engine[first:]))  # frames of one batch share one engine call
     wall = calls[-1][1] - calls[0][0] if calls else 0.0
     busy = sum(end - start for start, end in calls) / wall if wall > 0 else 0.0
-    return ((len(emitted) - first - 1) / span if span > 0 else 0.0), busy, pipeline
+    counted = len(emitted) - first - 1
+    return (counted / span if span > 0 else 0.0), busy, pipeline, emitted[first], emitted[-1], counted
 
 
 def measure(
@@ -117,11 +144,17 @@ def measure(
     frames as raw managed; otherwise each part runs ``frames`` frames.
     """
     out = []
-    for _ in range(max(1, rounds)):
-        raw_fps, raw_latencies = _raw(backend, images, batch, frames, warmup, duration_s)
+    for index in range(max(1, rounds)):
+        raw_fps, raw_latencies, raw_start, raw_end = _raw(backend, images, batch, frames, warmup, duration_s)
         pipeline_frames = frames if duration_s is None else max(2, round(raw_fps * duration_s))
-        pipeline_fps, busy, pipeline = _pipeline(backend, layout, images, batch, pipeline_frames, warmup)
-        out.append(Round(raw_fps, pipeline_fps, raw_latencies, pipeline, pipeline_frames, busy))
+        pipeline_fps, busy, pipeline, first, last, counted = _pipeline(
+            backend, layout, images, batch, pipeline_frames, warmup
+        )
+        phases = (
+            Phase.between("raw", index, raw_start, raw_end, len(raw_latencies) * batch),
+            Phase.between("pipeline", index, first, last, counted),
+        )
+        out.append(Round(raw_fps, pipeline_fps, raw_latencies, pipeline, pipeline_frames, phases, busy))
     return out
 
 
@@ -142,7 +175,9 @@ def run_bench(
     """Run both measurements and return the result document (see SCHEMA).
 
     With several rounds the FPS figures are medians over the rounds and ``pipeline_vs_raw`` is the
-    median of each round's own ratio; latency percentiles pool all rounds.
+    median of each round's own ratio; latency percentiles pool all rounds, and each round also
+    reports its own (so that a reader can tell the run's spread). ``phases`` gives every measured
+    span on the board's clock; ``wall_s`` is the whole command, engine build and warm-up included.
     """
     model = load_model(model_path)
     options = {"threads": threads} if threads else {}
@@ -170,10 +205,10 @@ def run_bench(
             "backend": backend.name,
             "device": backend.device,
             "precision": precision,
+            "quantizer": backend.quantizer,
             "batch": batch,
             "frames": sum(r.frames for r in runs),
             "raw_iterations": len(raw_latencies),
-            "frames_processed": sum(r.frames + len(r.raw_latencies) * batch + 2 * warmup * batch for r in runs),
             "duration_s_requested": duration_s,
             "warmup": warmup,
             "model": str(model.path),
@@ -191,9 +226,13 @@ def run_bench(
                     "pipeline_fps": round(r.pipeline_fps, 2),
                     "ratio": round(r.ratio, 4),
                     "engine_busy": round(r.engine_busy, 4),
+                    "latency_ms": percentiles_ms(r.raw_latencies),
+                    "e2e_latency_ms": percentiles_ms(r.pipeline.stats.stage_samples("end_to_end")),
                 }
                 for r in runs
             ],
+            "clock": "board time.time(), seconds since the epoch",
+            "phases": [asdict(phase) for r in runs for phase in r.phases],
             "latency_ms": percentiles_ms(raw_latencies),
             "raw_latencies_ms": [round(v * 1000.0, 4) for v in raw_latencies],
             "pipeline_latency_ms": stages,
@@ -202,6 +241,6 @@ def run_bench(
             ),
             "host": {"hostname": socket.gethostname(), "machine": platform.machine(), "cpus": os.cpu_count()},
             "started": started,
-            "duration_s": round(time.time() - started, 2),
+            "wall_s": round(time.time() - started, 2),
             "argv": sys.argv[1:],
         }

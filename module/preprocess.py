@@ -33,10 +33,9 @@ class Letterbox:
     def to_image(self, boxes: np.ndarray) -> np.ndarray:
         """Map x1,y1,x2,y2 boxes from model-input pixels back to the original image, clipped."""
         out = boxes.astype(np.float32, copy=True)
-        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
-        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
-        np.clip(out[:, [0, 2]], 0, self.width, out=out[:, [0, 2]])
-        np.clip(out[:, [1, 3]], 0, self.height, out=out[:, [1, 3]])
+        # fancy-indexed columns are copies: clip them, then assign (clipping "in place" into a copy clipped nothing)
+        out[:, [0, 2]] = np.clip((out[:, [0, 2]] - self.pad_x) / self.scale, 0, self.width)
+        out[:, [1, 3]] = np.clip((out[:, [1, 3]] - self.pad_y) / self.scale, 0, self.height)
         return out
 
 

@@ -10,11 +10,11 @@ from ..errors import BackendUnavailable, ModuleError
 from ..model import ModelInfo
 from .base import Backend
 
-# name -> (python module that must import, backend implementation module)
+# name -> (python module that must import, backend implementation module, calibrates int8 on images)
 _BACKENDS = {
-    "tensorrt": ("tensorrt", ".tensorrt"),
-    "onnxruntime": ("onnxruntime", ".onnxruntime"),
-    "torch": ("onnx2torch", ".torch"),  # explicit only: CUDA where TensorRT is not installed
+    "tensorrt": ("tensorrt", ".tensorrt", True),
+    "onnxruntime": ("onnxruntime", ".onnxruntime", True),
+    "torch": ("onnx2torch", ".torch", False),  # explicit only: CUDA where TensorRT is not installed
 }
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -46,7 +46,7 @@ def create_backend(
 ) -> Backend:
     """Open ``name`` ('auto' = TensorRT where installed, else ONNX Runtime) for ``model``.
 
-    ``calib_images`` feeds TensorRT's INT8 calibrator (see ``module.calibration``).
+    ``calib_images`` feeds the INT8 calibration of TensorRT and ONNX Runtime (see ``module.calibration``).
     """
     if precision not in PRECISIONS:
         raise ModuleError("unknown precision '{}': choose one of {}".format(precision, ", ".join(PRECISIONS)))
@@ -59,10 +59,11 @@ def create_backend(
     missing = _missing(name)
     if missing is not None:
         raise BackendUnavailable(f"backend '{name}' is not available here: {missing}")
-    if name == "tensorrt" and precision == "int8":
+    calibrates = _BACKENDS[name][2]
+    if calibrates and precision == "int8":
         options["calibration"] = calibration_set(model, calib_images)
     elif calib_images is not None:
-        raise ModuleError("--calib-images is for --backend tensorrt --precision int8 only")
+        raise ModuleError("--calib-images is for --precision int8 on the tensorrt or onnxruntime backend only")
     implementation = importlib.import_module(_BACKENDS[name][1], __name__)
     return implementation.open_backend(model, precision=precision, batch=batch, device=device, **options)
 

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from ..errors import ModuleError
+
 
 class Backend(ABC):
     """A loaded engine: feed an NCHW float32 batch, get the raw detector output back.
@@ -24,8 +26,24 @@ class Backend(ABC):
     output_shape: tuple
     #: class names the model file itself carries (Ultralytics ONNX metadata), when it does
     metadata_labels: tuple[str, ...] | None = None
-    #: the precisions this backend can run (others are refused when it opens); /info reports them
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    #: each precision this backend runs → what reduces the model to it (None: the model as exported);
+    #: other precisions are refused when it opens; /info, the bench and the results report them
+    quantizers: dict[str, str | None] = {"fp32": None}
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return tuple(self.quantizers)
+
+    @property
+    def quantizer(self) -> str | None:
+        """What made the model this backend runs (None for the exported FP32 graph)."""
+        return self.quantizers.get(self.precision)
+
+    def _accept(self, precision: str) -> None:
+        if precision not in self.quantizers:
+            raise ModuleError(
+                "the {} backend runs {}, not {}".format(self.name, ", ".join(self.quantizers), precision)
+            )
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -13,14 +13,14 @@ from pathlib import Path
 DEFAULT_DIR = Path(os.environ.get("JETSON_HIL_ENGINE_CACHE", "~/.cache/jetson-hil-module/engines")).expanduser()
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
 def engine_key(model_sha256: str, trt_version: str, gpu: str, precision: str, batch: int, calibration: str = "") -> str:
     """A file-name-safe cache key, e.g. ``3fa2…-trt10.3.0-orin-fp16-b4``; INT8 adds its calibration set's digest."""
-    key = f"{model_sha256[:16]}-trt{_slug(trt_version)}-{_slug(gpu)}-{precision}-b{batch}"
-    return f"{key}-cal{_slug(calibration)}" if calibration else key
+    key = f"{model_sha256[:16]}-trt{slug(trt_version)}-{slug(gpu)}-{precision}-b{batch}"
+    return f"{key}-cal{slug(calibration)}" if calibration else key
 
 
 def engine_path(cache_dir: Path, key: str) -> Path:
@@ -29,4 +29,4 @@ def engine_path(cache_dir: Path, key: str) -> Path:
 
 def timing_cache_path(cache_dir: Path, trt_version: str, gpu: str) -> Path:
     """The timing cache is shared by all models on one GPU and TensorRT version; it speeds up rebuilds."""
-    return cache_dir / f"timing-trt{_slug(trt_version)}-{_slug(gpu)}.cache"
+    return cache_dir / f"timing-trt{slug(trt_version)}-{slug(gpu)}.cache"

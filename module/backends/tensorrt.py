@@ -182,6 +182,7 @@ class TensorRTBackend(Backend):
     """Deserializes (or builds and caches) an engine and runs it on one CUDA stream."""
 
     name = "tensorrt"
+    quantizers = {"fp32": None, "fp16": "tensorrt-fp16", "int8": "tensorrt-int8-entropy"}
 
     def __init__(
         self,

@@ -23,11 +23,10 @@ class TorchBackend(Backend):
     """The ONNX model as a torch.fx module on one CUDA device, fed from pinned host memory."""
 
     name = "torch"
-    precisions = tuple(_DTYPES)
+    quantizers = {"fp32": None, "fp16": "torch-half"}
 
     def __init__(self, model: ModelInfo, *, precision: str, batch: int, device: str):
-        if precision not in self.precisions:
-            raise ModuleError(f"the torch backend runs fp32 or fp16, not {precision}; use tensorrt for int8")
+        self._accept(precision)
         if device not in ("auto", "cuda"):
             raise ModuleError(f"the torch backend runs on cuda only, not '{device}'")
         if not torch.cuda.is_available():

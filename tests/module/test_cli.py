@@ -7,6 +7,7 @@ argument parsing, exit codes, stderr and signal handling are what is tested, not
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -203,7 +204,16 @@ def test_bench_rounds_alternate_and_report_medians() -> None:
     assert 0 < doc["pipeline_engine_busy"] <= 1
     assert doc["raw_iterations"] == 3 * 40 == len(doc["raw_latencies_ms"])
     assert doc["frames"] == 3 * 40
-    assert doc["frames_processed"] == 3 * (40 + 40 + 2 * 3)  # raw, pipeline and both warm-ups, per round
+    # each round's raw and pipeline phase on the board's clock, in turn, warm-ups outside them
+    phases = doc["phases"]
+    assert [(p["phase"], p["round"]) for p in phases] == [(k, r) for r in range(3) for k in ("raw", "pipeline")]
+    assert all(p["frames"] == 40 for p in phases if p["phase"] == "raw")
+    assert all(p["frames"] == 39 for p in phases if p["phase"] == "pipeline")  # frames between first and last emit
+    assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(phases)), phases
+    assert doc["started"] < phases[0]["start"] and phases[-1]["end"] < doc["started"] + doc["wall_s"]
+    for p in phases:  # each phase's frames over its own span give the figure the round reports for it
+        fps = rounds[p["round"]][f"{p['phase']}_fps"]
+        assert p["frames"] / (p["end"] - p["start"]) == pytest.approx(fps, rel=0.02)
 
 
 # a user's own model ---------------------------------------------------------------------------------------------------
@@ -276,9 +286,22 @@ def test_unknown_backend() -> None:
     assert "onnxruntime" in line  # says what would work
 
 
-def test_fp16_on_onnxruntime_is_refused() -> None:
-    args = ("bench", "--backend", "onnxruntime", "--precision", "fp16")
-    assert_one_clear_error(run_module(*args, timeout=ERROR_TIMEOUT_S), "fp32 only", "tensorrt")
+@pytest.mark.parametrize(("precision", "quantizer", "logged"), [("fp16", "ort-float16", "converting"),
+                                                                ("int8", "ort-static-qdq", "calibrating int8")])
+def test_reduced_precisions_on_onnxruntime_are_converted_once(tmp_path: Path, precision: str, quantizer: str,
+                                                               logged: str) -> None:
+    env = {**os.environ, "JETSON_HIL_ENGINE_CACHE": str(tmp_path)}
+    args = ("bench", "--backend", "onnxruntime", "--precision", precision, "--frames", "8", "--warmup", "1")
+    first = run_module(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert (doc["backend"], doc["precision"], doc["quantizer"]) == ("onnxruntime", precision, quantizer)
+    assert logged in first.stderr
+    (converted,) = tmp_path.glob(f"*-{precision}*.onnx")
+    made = converted.stat().st_mtime_ns
+    again = run_module(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "converting" not in again.stderr and converted.stat().st_mtime_ns == made  # read from the cache
 
 
 @pytest.mark.skipif(
@@ -327,7 +350,8 @@ def test_control_api(module_run: Callable[..., Module], tmp_path: Path) -> None:
 
     info = module.api.get("/info")
     assert (info["model_sha256"], info["backend"], info["precision"]) == (sha, "onnxruntime", "fp32")
-    assert info["precisions"] == ["fp32"]
+    assert info["precisions"] == ["fp32", "fp16", "int8"]
+    assert (info["quantizer"], info["quantizers"]["int8"]) == (None, "ort-static-qdq")
     assert info["labels"] == ["circle", "square", "triangle", "cross", "ring", "diamond"]
 
     stats = wait_for(lambda: (s := module.api.get("/stats"))["frames"] >= 3 and s, 60, "frames through the pipeline")

@@ -40,6 +40,12 @@ def test_letterbox_equals_the_reference_and_overwrites_a_reused_buffer(shape):
     np.testing.assert_allclose(box.to_image(placed), corners, atol=1e-3)
 
 
+def test_boxes_reaching_into_the_padding_are_clipped_to_the_image():
+    _, box = letterbox(np.zeros((192, 256, 3), dtype=np.uint8), (320, 320))  # 320x240 placed 40 px down
+    outside = np.array([[-10.0, 20.0, 100.0, 300.0], [300.0, 35.0, 330.0, 50.0]], dtype=np.float32)
+    np.testing.assert_allclose(box.to_image(outside), [[0, 0, 80, 192], [240, 0, 256, 8]], atol=1e-4)
+
+
 @pytest.mark.parametrize("shape", SHAPES[:4])
 def test_letterbox_without_opencv_fills_the_same_planes(monkeypatch, shape):
     monkeypatch.setattr(preprocess, "cv2", None)

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from tests.ci import unavailable
 from tests.module.test_module_uplink import Module
 from tests.module.test_uplink_mqtt import (
     MOSQUITTO,
@@ -67,9 +68,9 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
 def edge_hub(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
     """mosquitto with edgeHub's TLS listener on 8883 (plus a plain one for the test's subscriber), and its CA."""
     if not os.access(MOSQUITTO, os.X_OK) or not shutil.which("openssl"):
-        pytest.skip("needs mosquitto and openssl (scripts/setup.sh installs both)")
+        unavailable("needs mosquitto and openssl (scripts/setup.sh installs both)")
     if not (SDK / "azure" / "iot" / "device").is_dir():
-        pytest.skip(f"azure-iot-device is not installed in {SDK} (scripts/setup.sh installs it)")
+        unavailable(f"azure-iot-device is not installed in {SDK} (scripts/setup.sh installs it)")
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", EDGE_PORT)) == 0:
             pytest.fail(f"something already listens on 127.0.0.1:{EDGE_PORT}, the port the IoT Edge SDK must use")

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.ci import unavailable
 from tests.sshd import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,7 +146,7 @@ class Subscriber:
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A broker, not yet started: tests decide when it is up."""
     if not os.access(MOSQUITTO, os.X_OK):
-        pytest.skip("mosquitto not installed (apt-get install mosquitto)")
+        unavailable("mosquitto not installed (apt-get install mosquitto)")
     workdir = tmp_path / "broker"
     workdir.mkdir()
     broker = Mosquitto(workdir)
