@@ -1,8 +1,10 @@
 """Fixture images, their labels and the FP32 golden detections the correctness suite compares against.
 
-Images are synthetic validation scenes of the reference model (drawn from seeds, no download);
-golden detections are computed on the harness host with ONNX Runtime at FP32 through the
-module's own preprocessing and decode, so the board must reproduce them within tolerance.
+Images are synthetic validation scenes of the reference model (drawn from seeds, no download) at
+four sizes, so that the letterbox scales up, scales down, pads either way or passes through.
+Golden detections come from `harness.reference`: the model run by OpenCV's DNN module with the
+model card's pre- and post-processing written again, sharing no code with the module, so a bug in
+the module's letterbox or decode shows on every board. They are pinned to the model's hash.
 ``hil golden`` regenerates all three.
 """
 
@@ -15,14 +17,17 @@ from pathlib import Path
 
 import cv2
 
-from harness.accuracy import Box, map50
+from harness.accuracy import Box, iou, map50
 from harness.errors import ConfigError
+from harness.reference import ReferenceDetector, input_size
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 #: score threshold of the golden run: low, as for mAP; matching only looks at confident boxes
 GOLDEN_CONF = 0.001
 GOLDEN_IOU = 0.6
 DEFAULT_COUNT = 32
+#: (width, height) of fixture image i is FIXTURE_SIZES[i % 4]: native, pad-only (portrait), up- and downscaled
+FIXTURE_SIZES = ((320, 320), (240, 320), (256, 192), (336, 252))
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class FixtureSet:
     def load_golden(self) -> dict:
         return _read_json(self.golden)
 
+    def golden_boxes(self) -> dict[str, list[Box]]:
+        return {name: boxes_from_json(rows) for name, rows in self.load_golden()["images"].items()}
+
 
 def _read_json(path: Path) -> dict:
     try:
@@ -72,7 +80,7 @@ def write_images(fixtures: FixtureSet, count: int = DEFAULT_COUNT) -> None:
         old.unlink()
     labels = {}
     for i in range(count):
-        scene = render_scene(VAL_SEED0 + i)
+        scene = render_scene(VAL_SEED0 + i, *FIXTURE_SIZES[i % len(FIXTURE_SIZES)])
         name = f"val-{i:03d}.png"
         cv2.imwrite(str(fixtures.images / name), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
         labels[name] = _boxes_json(
@@ -82,28 +90,20 @@ def write_images(fixtures: FixtureSet, count: int = DEFAULT_COUNT) -> None:
 
 
 def golden_detections(fixtures: FixtureSet, model_path: Path | None = None) -> dict:
-    """Run the model at FP32 on ONNX Runtime over the fixture images, as the module does on a board."""
-    from module.backends import create_backend
-    from module.decode import decode, layout_for
+    """Run the model through the independent reference detector over the fixture images."""
     from module.model import load_model
-    from module.preprocess import letterbox
-    from module.sources import list_images, read_image
+    from module.sources import list_images
 
     model = load_model(model_path)
+    detector = ReferenceDetector(model.path)
+    size = input_size(model.path)
     images = {}
-    with create_backend("onnxruntime", model, device="cpu") as backend:
-        layout = layout_for(model, backend)[1]
-        for path in list_images(fixtures.images):
-            tensor, box = letterbox(read_image(path), backend.input_hw)
-            (det,) = decode(backend.infer(tensor[None]), layout, GOLDEN_CONF, GOLDEN_IOU)
-            boxes = box.to_image(det.boxes)
-            images[path.name] = _boxes_json(
-                Box(int(c), *map(float, b), score=float(s))
-                for b, s, c in zip(boxes.tolist(), det.scores.tolist(), det.classes.tolist(), strict=True)
-            )
+    for path in list_images(fixtures.images):
+        rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        images[path.name] = _boxes_json(detector.detect(rgb, size, GOLDEN_CONF, GOLDEN_IOU))
     return {
         "model_sha256": model.sha256,
-        "backend": "onnxruntime-cpu-fp32",
+        "reference": f"{detector.runtime}, letterbox and decode of harness/reference.py",
         "conf_threshold": GOLDEN_CONF,
         "iou_threshold": GOLDEN_IOU,
         "images": images,
@@ -111,7 +111,8 @@ def golden_detections(fixtures: FixtureSet, model_path: Path | None = None) -> d
 
 
 def write_golden(fixtures: FixtureSet, model_path: Path | None = None) -> dict:
-    """Golden detections plus their mAP@0.5 on the labelled images (the number the model card quotes)."""
+    """Golden detections plus the reference's own mAP@0.5 on the labelled images (for information: the
+    correctness suite's floor comes from the model card, not from this file)."""
     golden = golden_detections(fixtures, model_path)
     detections = {name: boxes_from_json(rows) for name, rows in golden["images"].items()}
     golden["map50"] = round(map50(detections, fixtures.load_labels()), 5)
@@ -122,3 +123,54 @@ def write_golden(fixtures: FixtureSet, model_path: Path | None = None) -> dict:
 
 def boxes_from_json(rows: list[list[float]]) -> list[Box]:
     return [Box(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a board detection must be to its golden twin: IoU, score, and which ones must match."""
+
+    min_iou: float
+    max_score_delta: float
+    confident: float = 0.5  # golden boxes above this score must be found
+
+
+#: per precision: FP32 must reproduce the FP32 reference; reduced precisions may move boxes and scores a little
+TOLERANCES = {"fp32": Tolerance(0.99, 0.01), "fp16": Tolerance(0.9, 0.05), "int8": Tolerance(0.8, 0.1)}
+
+
+@dataclass(frozen=True)
+class GoldenMatch:
+    """How many confident golden detections a run reproduced, and what went wrong with the others."""
+
+    expected: int
+    matched: int
+    worst_score_delta: float
+    problems: tuple[str, ...]
+
+    @property
+    def ratio(self) -> float:
+        return self.matched / max(self.expected, 1)
+
+
+def match_golden(golden: dict[str, list[Box]], got: dict[str, list[Box]], tol: Tolerance) -> GoldenMatch:
+    """Each confident golden box needs a same-class detection with IoU >= min_iou and a close score."""
+    problems: list[str] = []
+    matched = expected = 0
+    worst_delta = 0.0
+    for image, boxes in golden.items():
+        candidates = [d for d in got.get(image, []) if d.score >= tol.confident * 0.5]
+        for want in (b for b in boxes if b.score >= tol.confident):
+            expected += 1
+            best = max((d for d in candidates if d.class_id == want.class_id), key=lambda d: iou(d, want), default=None)
+            overlap = iou(best, want) if best is not None else 0.0
+            if best is None or overlap < tol.min_iou:
+                problems.append(f"{image}: class {want.class_id} at {want.x1:.0f},{want.y1:.0f} not found "
+                                f"(best IoU {overlap:.3f} < {tol.min_iou})")
+                continue
+            delta = abs(best.score - want.score)
+            worst_delta = max(worst_delta, delta)
+            if delta > tol.max_score_delta:
+                problems.append(f"{image}: class {want.class_id} score {best.score:.3f} vs golden {want.score:.3f}")
+                continue
+            matched += 1
+    return GoldenMatch(expected, matched, worst_delta, tuple(problems))
