@@ -89,12 +89,15 @@ def board_entry(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TI
 @contextlib.contextmanager
 def open_board(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S,
                purpose: str = "") -> Iterator[Board]:
-    """A connected Board for `selector`, leased for the block and released (and disconnected) after."""
+    """A connected Board for `selector` whose identity matches its profile, leased for the block and released
+    (and disconnected) after."""
     with board_entry(selector, lab, lease_timeout, purpose) as entry:
         transport = transport_for(entry)
         try:
             transport.connect()
-            yield Board(entry.name, get_profile(entry.profile), transport, entry.power_cycle)
+            board = Board(entry.name, get_profile(entry.profile), transport, entry.power_cycle)
+            board.check_identity()
+            yield board
         finally:
             transport.close()
 

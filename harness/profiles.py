@@ -58,12 +58,17 @@ class VirtualLimits(_Strict):
 
 
 class ThroughputFloor(_Strict):
-    """A lab-calibrated minimum: the throughput suite fails below it (none by default: record and pass)."""
+    """A lab-calibrated minimum: the throughput suite fails below it (none by default: record and pass).
+
+    It holds only for the backend (and device, a prefix such as `cuda`) it was calibrated on, and a floor
+    on fps_per_w only where power is measured (see harness.gates.floors)."""
 
     power_mode: int | str
     precision: Precision
     batch: int = Field(ge=1)
-    metric: str = Field(pattern=r"^(raw_fps|pipeline_fps)$")
+    backend: str = Field(min_length=1, description="backend the floor was calibrated on, e.g. tensorrt")
+    device: str | None = Field(default=None, description="device prefix, e.g. cuda; any device when absent")
+    metric: str = Field(pattern=r"^(raw_fps|pipeline_fps|fps_per_w)$")
     min: float = Field(gt=0)
 
 
@@ -115,14 +120,10 @@ class DeviceProfile(_Strict):
         known = ", ".join(f"{m.id}={m.name}" for m in self.power_modes)
         raise ConfigError(f"profile {self.name}", "power mode", f"unknown mode {key!r}; known: {known}")
 
-    def floor(self, mode: PowerMode, precision: str, batch: int, metric: str) -> float | None:
-        """The calibrated minimum for one measurement, if the lab set one."""
-        for floor in self.throughput_floors:
-            if (self.mode(floor.power_mode).id, floor.precision, floor.batch, floor.metric) == (
-                mode.id, precision, batch, metric,
-            ):
-                return floor.min
-        return None
+    def floors_for(self, mode: PowerMode, precision: str, batch: int) -> list[ThroughputFloor]:
+        """The calibrated minimums the lab set for one mode, precision and batch (any backend)."""
+        return [floor for floor in self.throughput_floors
+                if (self.mode(floor.power_mode).id, floor.precision, floor.batch) == (mode.id, precision, batch)]
 
     @property
     def default_mode(self) -> PowerMode:

@@ -1,7 +1,8 @@
-"""Fixtures the suites share: the deployed module, the run's results file, power mode control.
+"""Fixtures the suites share: the deployed module, the run's results file, power mode control, the gates.
 
 Everything measured goes to ``<report-dir>/<run>/results.csv`` the moment it is measured, and
 throughput also to ``benchmark.json`` (pytest-benchmark's format) at the end of the session.
+Options are checked when pytest starts, before a board is leased: a wrong one is one line.
 """
 
 from __future__ import annotations
@@ -14,22 +15,90 @@ import pytest
 
 from harness.board import Board
 from harness.board.guard import PowerGuard
-from harness.deploy import ModuleHandle, ServiceSpec, deploy_native
+from harness.deploy import ModuleHandle, NativeDeployer, ServiceSpec
+from harness.deploy.bundle import MODULE_DIR, module_bundle
 from harness.errors import HarnessError
+from harness.gates import BaselineGate, GatePolicy, load_policy, resolve_baseline
+from harness.gates.baseline import results_file
+from harness.golden import FixtureSet
+from harness.model_card import ModelCard, load_card
 from harness.profiles import DeviceProfile, PowerMode
 from harness.pytest_plugin import selected_profile
 from harness.results import ResultsWriter, RowContext, read_modeled, write_benchmark_json
+from module.backends import PRECISIONS
+from module.model import file_sha256
 
+SUITES = Path(__file__).resolve().parent
 RUN_DIR = pytest.StashKey[Path]()
+POLICY = pytest.StashKey[GatePolicy]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("jetson-hil suites")
     group.addoption("--duration", type=float, default=8.0, metavar="SECONDS",
-                    help="length of each throughput measurement, per part (raw, pipeline) (default: %(default)s)")
+                    help="measured time per phase (raw, pipeline) of each throughput test, over all rounds "
+                         "(default: %(default)s)")
+    group.addoption("--rounds", type=int, default=3, metavar="N",
+                    help="rounds per throughput test, raw and pipeline alternating; figures are medians and "
+                         "their spread feeds the baseline gate (default: %(default)s)")
     group.addoption("--telemetry-interval", type=int, default=100, metavar="MS",
                     help="tegrastats sampling interval during measurements (default: %(default)s)")
+    group.addoption("--precision", default="all", metavar="PRECISIONS",
+                    help="precisions to test, comma-separated, or 'all' the board's profile has (default: all)")
+    group.addoption("--batch", default="profile", metavar="SIZES",
+                    help="throughput batch sizes, comma-separated, or 'profile' (default: profile)")
+    group.addoption("--baseline", default=None, metavar="RUN|latest",
+                    help="gate throughput against an earlier run: its folder, its results.csv, or 'latest' "
+                         "(the newest run of the same board in --report-dir)")
+    group.addoption("--regression-config", type=Path, default=SUITES / "regression.yaml", metavar="YAML",
+                    help="per-metric thresholds of the baseline gate (default: suites/regression.yaml)")
+    group.addoption("--module", type=Path, default=MODULE_DIR, metavar="DIR",
+                    help="the module folder to deploy, e.g. a candidate build (default: the installed module/)")
+    group.addoption("--fixtures-dir", type=Path, default=FixtureSet().root, metavar="DIR",
+                    help="correctness fixtures: images, labels.json, golden/detections.json (default: fixtures/)")
     group.addoption("--run-id", default=None, help="name of this run's results folder (default: time and board)")
+
+
+def _listed(config: pytest.Config, option: str, allowed: tuple[str, ...] | None = None) -> list[str]:
+    values = [v.strip() for v in str(config.getoption(option)).split(",") if v.strip()]
+    if not values:
+        raise pytest.UsageError(f"{option}: give at least one value")
+    if allowed is not None and (unknown := [v for v in values if v not in allowed]):
+        raise pytest.UsageError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return values
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every suite option, checked before anything is leased or deployed."""
+    if config.getoption("--duration") <= 0:
+        raise pytest.UsageError(f"--duration must be more than 0 seconds, got {config.getoption('--duration')}")
+    if config.getoption("--rounds") < 1:
+        raise pytest.UsageError(f"--rounds must be at least 1, got {config.getoption('--rounds')}")
+    if config.getoption("--precision") != "all":
+        _listed(config, "--precision", PRECISIONS)
+    if config.getoption("--batch") != "profile" and not all(v.isdigit() and int(v) > 0
+                                                            for v in _listed(config, "--batch")):
+        raise pytest.UsageError(f"--batch: expected 'profile' or positive integers, got {config.getoption('--batch')}")
+    try:
+        config.stash[POLICY] = load_policy(config.getoption("--regression-config"))
+        baseline = config.getoption("--baseline")
+        if baseline and baseline != "latest":
+            results_file(Path(baseline))
+        module_bundle(config.getoption("--module"))
+        FixtureSet(config.getoption("--fixtures-dir")).load_golden()
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def precisions(config: pytest.Config, profile: DeviceProfile) -> list[str]:
+    """--precision: the profile's precisions, or those of them asked for."""
+    wanted = config.getoption("--precision")
+    return [p for p in profile.precisions if wanted == "all" or p in _listed(config, "--precision")]
+
+
+def batch_sizes(config: pytest.Config, profile: DeviceProfile) -> list[int]:
+    wanted = config.getoption("--batch")
+    return list(profile.batch_sizes) if wanted == "profile" else [int(v) for v in _listed(config, "--batch")]
 
 
 def power_modes(config: pytest.Config, profile: DeviceProfile) -> list[PowerMode]:
@@ -46,18 +115,23 @@ def power_modes(config: pytest.Config, profile: DeviceProfile) -> list[PowerMode
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Throughput tests run per power mode and batch size of the selected board's profile."""
-    if "power_mode" not in metafunc.fixturenames:
-        return
+    """Throughput tests run per power mode, batch size and precision of the selected board's profile;
+    correctness per precision."""
     try:
         profile = selected_profile(metafunc.config)
     except HarnessError:  # the board fixture reports it, once, with the reason
         profile = None
-    if profile is None:
-        metafunc.parametrize(("power_mode", "batch"), [pytest.param(None, 1, id="no-board")])
-        return
-    cases = [(m, b) for m in power_modes(metafunc.config, profile) for b in profile.batch_sizes]
-    metafunc.parametrize(("power_mode", "batch"), cases, ids=[f"{m.name}-b{b}" for m, b in cases])
+    if "power_mode" in metafunc.fixturenames:
+        if profile is None:
+            metafunc.parametrize(("power_mode", "batch", "precision"), [pytest.param(None, 1, "fp32", id="no-board")])
+            return
+        cases = [(m, b, p) for m in power_modes(metafunc.config, profile) for b in batch_sizes(metafunc.config, profile)
+                 for p in precisions(metafunc.config, profile)]
+        metafunc.parametrize(("power_mode", "batch", "precision"), cases,
+                             ids=[f"{m.name}-b{b}-{p}" for m, b, p in cases])
+    elif "precision" in metafunc.fixturenames:
+        wanted = precisions(metafunc.config, profile) if profile else list(PRECISIONS)
+        metafunc.parametrize("precision", wanted, scope="module")
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +166,10 @@ def results(run_dir: Path) -> Iterator[ResultsWriter]:
 @pytest.fixture(scope="session")
 def modeled(board: Board) -> frozenset[str]:
     """Quantities this board models instead of measuring (a virtual board's power, for example)."""
-    return read_modeled(board)
+    try:
+        return read_modeled(board)
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -106,10 +183,21 @@ def benchmarks(request: pytest.FixtureRequest, run_dir: Path, board: Board) -> I
 
 
 @pytest.fixture(scope="session")
-def deployed(board: Board, record_testsuite_property) -> Iterator[ModuleHandle]:
-    """The reference module deployed natively and running; stopped at the end of the session."""
+def module_dir(request: pytest.FixtureRequest) -> Path:
+    """The module folder this session deploys (--module)."""
+    return request.config.getoption("--module")
+
+
+@pytest.fixture(scope="session")
+def fixture_set(request: pytest.FixtureRequest) -> FixtureSet:
+    return FixtureSet(request.config.getoption("--fixtures-dir"))
+
+
+@pytest.fixture(scope="session")
+def deployed(board: Board, module_dir: Path, record_testsuite_property) -> Iterator[ModuleHandle]:
+    """The module deployed natively and running; stopped at the end of the session."""
     try:
-        handle = deploy_native(board, ServiceSpec())
+        handle = NativeDeployer(board, module_dir).deploy(ServiceSpec())
     except HarnessError as exc:
         pytest.fail(f"deploying the module to {board.name} failed: {exc}", pytrace=False)
     info = handle.api("/info")
@@ -132,9 +220,10 @@ def power_guard(board: Board) -> Iterator[PowerGuard]:
 
 
 @pytest.fixture
-def row_context(request: pytest.FixtureRequest, run_id: str, board: Board) -> RowContext:
+def row_context(request: pytest.FixtureRequest, run_id: str, board: Board, module_info: dict) -> RowContext:
     return RowContext(run=run_id, board=board.name, profile=board.profile.name,
-                      suite=Path(str(request.node.path)).stem, test=request.node.name)
+                      suite=Path(str(request.node.path)).stem, test=request.node.name,
+                      backend=module_info["backend"], device=module_info["device"])
 
 
 @pytest.fixture(scope="session")
@@ -143,8 +232,36 @@ def module_info(deployed: ModuleHandle) -> dict:
 
 
 @pytest.fixture(scope="session")
-def reference_model_sha() -> str:
-    from module.model import load_model
+def local_model(module_dir: Path, module_info: dict) -> Path:
+    """The deployed model's file in the module folder on this host (the board reports its own path)."""
+    return module_dir / "models" / Path(module_info["model"]).name
 
-    return load_model().sha256
 
+@pytest.fixture(scope="session")
+def reference_model_sha(local_model: Path) -> str:
+    return file_sha256(local_model)
+
+
+@pytest.fixture(scope="session")
+def model_card(local_model: Path) -> ModelCard:
+    try:
+        return load_card(local_model)
+    except HarnessError as exc:
+        pytest.fail(f"the model card is the correctness reference: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def baseline_gate(request: pytest.FixtureRequest, report_dir: Path, run_id: str, board: Board) -> BaselineGate | None:
+    """The baseline of --baseline, or None without one (or when 'latest' finds no earlier run yet)."""
+    spec = request.config.getoption("--baseline")
+    if not spec:
+        return None
+    try:
+        found = resolve_baseline(spec, report_dir, board=board.name, exclude_run=run_id)
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if found is None:
+        request.node.warn(pytest.PytestWarning(f"--baseline latest: no earlier run of {board.name} in {report_dir}; "
+                                               "nothing is gated this time"))
+        return None
+    return BaselineGate(request.config.stash[POLICY], *found)

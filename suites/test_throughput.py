@@ -1,15 +1,22 @@
-"""Throughput per power mode and batch size, with clocks locked, joined with board telemetry.
+"""Throughput per power mode, batch size and precision, with clocks locked, joined with board telemetry.
 
 For each selected power mode (``--power-mode``; default: the profile's default and max modes) the
-board is switched, clocks are locked with jetson_clocks, and the module's bench runs for a fixed
-duration after warm-up: raw engine FPS and latency percentiles (MLPerf SingleStream-style at
-batch 1, Offline-style throughput at larger batches) and end-to-end pipeline FPS, while tegrastats
-samples power, clocks and temperatures. Power mode and clocks are restored at the end.
+board is switched, clocks are locked with jetson_clocks, and the module's bench runs ``--rounds``
+rounds of raw engine throughput and end-to-end pipeline throughput after warm-up (MLPerf
+SingleStream-style latency at batch 1, Offline-style throughput at larger batches) while tegrastats
+samples power, clocks and temperatures. Power, energy, J/frame and FPS/W are computed per phase
+from the samples inside it and that phase's own frames. Every figure is the median over the rounds,
+with its spread.
+
+Judged: the power mode must still be the one applied when the bench ends; the profile's floors
+(for this backend and device, on measured figures only); and with ``--baseline`` the regression
+gate of ``suites/regression.yaml`` against the same configuration in an earlier run.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -18,12 +25,13 @@ import pytest
 from harness.board import Board
 from harness.board.guard import PowerGuard
 from harness.deploy import ModuleHandle
+from harness.gates import BaselineGate, check_floors
 from harness.profiles import PowerMode
 from harness.results import ResultsWriter, RowContext, benchmark_entry, observations
+from harness.telemetry.phases import bench_figures
 from harness.telemetry.window import TelemetryWindow
 
 WARMUP_ITERATIONS = 10
-PERCENTILES = ("p50", "p90", "p95", "p99")
 
 
 @pytest.fixture(scope="module")
@@ -45,43 +53,63 @@ def mode_applied(power_guard: PowerGuard, power_mode: PowerMode) -> PowerMode:
 
 
 def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, module_info: dict, board: Board,
-                    mode_applied: PowerMode, batch: int, results: ResultsWriter, row_context: RowContext,
-                    modeled: frozenset[str], benchmarks: list) -> None:
-    precision = [p for p in board.profile.precisions if p in module_info["precisions"]][-1]
-    duration = request.config.getoption("--duration")
-    args = ["bench", "--duration", str(duration), "--batch", str(batch), "--warmup", str(WARMUP_ITERATIONS),
-            "--precision", precision, "--backend", module_info["backend"]]
-    window = TelemetryWindow(board, interval_ms=request.config.getoption("--telemetry-interval"))
+                    mode_applied: PowerMode, batch: int, precision: str, results: ResultsWriter,
+                    row_context: RowContext, modeled: frozenset[str], benchmarks: list,
+                    baseline_gate: BaselineGate | None) -> None:
+    if precision not in module_info["precisions"]:
+        pytest.skip(f"{module_info['backend']} on {board.name} runs {', '.join(module_info['precisions'])} only")
+    config = request.config
+    duration, rounds = config.getoption("--duration"), config.getoption("--rounds")
+    args = ["bench", "--duration", f"{duration / rounds:g}", "--rounds", str(rounds), "--batch", str(batch),
+            "--warmup", str(WARMUP_ITERATIONS), "--precision", precision, "--backend", module_info["backend"]]
+    window = TelemetryWindow(board, interval_ms=config.getoption("--telemetry-interval"))
     with window:
-        run = quiet_module.run_module(args, timeout=120 + 6 * duration)
+        run = quiet_module.run_module(args, timeout=300 + 4 * duration)
     if not run.ok:
         pytest.fail(f"bench on {board.name} failed (exit {run.exit_status}): {run.stderr.strip()[-800:]}",
                     pytrace=False)
+    after = board.power_mode()
+    if after.id != mode_applied.id:
+        pytest.fail(f"{board.name}: the power mode changed under the measurement ({mode_applied.name} → {after.name});"
+                    " its figures are invalid and were not recorded", pytrace=False)
     bench = json.loads(run.stdout)
-    summary = window.summary(mode=mode_applied, frames=bench["frames_processed"], duration_s=bench["duration_s"])
+    figures, notes = bench_figures(bench, window.stop(), board.profile, mode_applied)
 
-    context = replace(row_context, power_mode=mode_applied.name, precision=precision, batch=batch)
-    metrics = [("raw_fps", bench["raw_fps"], "fps"), ("pipeline_fps", bench["pipeline_fps"], "fps"),
-               ("pipeline_vs_raw", bench["pipeline_vs_raw"], "ratio"),
-               ("pipeline_engine_busy", bench["pipeline_engine_busy"], "ratio")]
-    metrics += [(f"latency_{p}", bench["latency_ms"][p], "ms") for p in PERCENTILES]
-    metrics += [(f"e2e_latency_{p}", bench["pipeline_latency_ms"]["end_to_end"][p], "ms") for p in PERCENTILES]
-    metrics += list(summary.to_rows())
-    results.write_all(observations(context, metrics, modeled))
+    context = replace(row_context, power_mode=mode_applied.name, precision=precision, batch=batch,
+                      backend=bench["backend"], device=bench["device"], quantizer=bench["quantizer"])
+    rows = [row for f in figures for row in observations(replace(context, phase=f.phase), [f.row()], modeled)]
+    results.write_all(rows)
+    by_phase = {(r.phase, r.metric): r for r in rows}
     benchmarks.append(benchmark_entry(
         f"throughput[{mode_applied.name}-b{batch}-{precision}]",
         [ms / 1000.0 for ms in bench["raw_latencies_ms"]],
         group=f"{board.profile.name} {bench['backend']} ({bench['device']})",
         params={"power_mode": mode_applied.name, "batch": batch, "precision": precision},
         extra_info={"raw_fps": bench["raw_fps"], "pipeline_fps": bench["pipeline_fps"],
-                    "power_mean_w": summary.mean_power_w, "fps_per_w": summary.fps_per_w,
-                    "energy_j": summary.energy_j, "throttled": summary.throttled,
-                    "power_source": "modeled" if "power" in modeled else "measured"},
+                    "quantizer": bench["quantizer"], "power_source": "modeled" if "power" in modeled else "measured",
+                    **{f"{phase}_{metric}": by_phase[phase, metric].value
+                       for phase in ("raw", "pipeline") for metric in ("power_mean", "energy_per_frame", "fps_per_w")
+                       if (phase, metric) in by_phase}},
     ))
 
-    assert bench["raw_fps"] > 0 and bench["pipeline_fps"] > 0
-    assert summary.samples >= 2, f"tegrastats gave {summary.samples} samples during the measurement"
-    for metric in ("raw_fps", "pipeline_fps"):
-        floor = board.profile.floor(mode_applied, precision, batch, metric)
-        if floor is not None:
-            assert bench[metric] >= floor, f"{metric} {bench[metric]} below the lab's floor {floor}"
+    for note in notes:
+        warnings.warn(f"{board.name} {mode_applied.name} b{batch} {precision}: {note}", stacklevel=1)
+    problems = []
+    for phase in ("raw", "pipeline"):
+        samples = by_phase.get((phase, "telemetry_samples"))
+        if samples is None or samples.value < 2 * rounds:
+            problems.append(f"{phase}: tegrastats gave {samples.value if samples else 0:.0f} samples inside "
+                            f"{rounds} round(s); at least 2 per round are needed")
+    figures_now = {r.metric: (r.value, r.source) for r in rows}
+    floors = check_floors(board.profile, mode_applied, precision, batch, backend=bench["backend"],
+                          device=bench["device"], figures=figures_now)
+    problems += [f"below the lab's floor: {check.describe()}" for check in floors if check.failed]
+    for check in floors:
+        if check.not_applicable:
+            print(check.describe())
+    if baseline_gate is not None:
+        comparisons = baseline_gate.check(rows)
+        if not comparisons:
+            print(f"baseline {baseline_gate.source} has no figure of this configuration: nothing gated")
+        problems += [f"regression against {baseline_gate.source}: {c.describe()}" for c in comparisons if c.regressed]
+    assert not problems, "\n".join(problems)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness.transport.ssh import SshTransport
+from tests.ci import unavailable
 
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")
@@ -189,13 +190,13 @@ def _descendants(pid: int) -> list[int]:
 
 
 def start_sshd(workdir: Path) -> SshdServer:
-    """Start a server in `workdir`, or skip the test when this machine cannot run one."""
+    """Start a server in `workdir`, or skip the test (fail it in CI) when this machine cannot run one."""
     if not SSHD.exists():
-        pytest.skip(f"{SSHD} not found: install the Debian package openssh-server")
+        unavailable(f"{SSHD} not found: install the Debian package openssh-server")
     try:
         PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     except PermissionError:
-        pytest.skip(f"sshd needs {PRIVSEP_DIR}, which this user cannot create")
+        unavailable(f"sshd needs {PRIVSEP_DIR}, which this user cannot create")
     server = SshdServer(workdir)
     server.start()
     return server

@@ -7,15 +7,19 @@ from pathlib import Path
 import pytest
 
 from harness.board.identity import (
+    Identity,
     L4tRelease,
+    l4t_outside,
     module_part_number,
     parse_l4t_core_version,
     parse_nv_tegra_release,
+    profile_mismatch,
     split_dt_strings,
 )
 from harness.board.jetson_clocks import parse_show
 from harness.board.nvpmodel import parse_query, parse_verbose
 from harness.errors import ParseError
+from harness.profiles import all_profiles, get_profile
 
 DATA = Path(__file__).parent / "data" / "jetson"
 
@@ -131,3 +135,36 @@ def test_samples_match_shared_data() -> None:
         if original.is_file():
             copy = DATA / original.relative_to(shared)
             assert copy.read_bytes() == original.read_bytes(), f"{copy} differs from {original}"
+
+
+def real_orin_nano() -> Identity:
+    """The identity of the real Orin Nano Super devkit captured in identity/device-tree.txt and nv_tegra_release."""
+    lines = [ln for ln in read("identity/device-tree.txt").splitlines() if not ln.startswith("#")]
+    model, _, *compatible = lines
+    return Identity(model=model, compatible=tuple(compatible), part_number=module_part_number(compatible),
+                    l4t=parse_nv_tegra_release(read("identity/nv_tegra_release.txt").splitlines()[0]),
+                    device_tree="/proc/device-tree")
+
+
+def test_a_real_board_matches_its_own_profile_only() -> None:
+    board = real_orin_nano()
+    assert profile_mismatch(board, get_profile("orin-nano")) is None
+    assert l4t_outside(board, get_profile("orin-nano")) is None
+    # the same SoC with another module: told apart by compatible, part number and model
+    same_soc = profile_mismatch(board, get_profile("orin-nx"))
+    assert same_soc is not None and "p3767-0005" in same_soc and "p3767-0000" in same_soc
+    assert "tegra194" in (profile_mismatch(board, get_profile("xavier-nx")) or "")
+    assert l4t_outside(board, get_profile("xavier-nx")) == "L4T 36.4.3 is outside the xavier-nx profile's range " \
+                                                           "32.4.3..35.6.0"
+
+
+@pytest.mark.parametrize("name", sorted(all_profiles()))
+def test_every_profile_accepts_the_identity_it_describes(name: str) -> None:
+    """What a virtual board of the profile reports (its device tree is written from the profile)."""
+    profile = get_profile(name)
+    identity = Identity(model=profile.device_tree_model, compatible=tuple(profile.compatible),
+                        part_number=module_part_number(profile.compatible), l4t=None, device_tree="")
+    assert profile_mismatch(identity, profile) is None
+    twins = [p for p in all_profiles().values() if p.soc == profile.soc and p.name != name]
+    for twin in twins:  # Xavier NX and AGX Xavier share tegra194; the Orins tegra234
+        assert profile_mismatch(identity, twin) is not None, (name, twin.name)

@@ -20,8 +20,8 @@ from harness.deploy.docker import CONTAINER, ENGINE_VOLUME, RECIPES, STATE_VOLUM
 from harness.errors import DeployError, HarnessError
 from harness.profiles import get_profile
 from harness.transport.local import LocalTransport
+from tests.ci import unavailable
 from tests.sshd import free_port
-from tests.virtual import REQUIRE_DOCKER
 
 pytestmark = pytest.mark.virtual
 
@@ -45,9 +45,7 @@ def engine() -> Iterator[tuple[str, docker.DockerClient, str]]:
         client = connect(url)
         base = ensure_base(client)
     except HarnessError as exc:
-        if REQUIRE_DOCKER:
-            raise
-        pytest.skip(f"no local Docker engine or base image: {exc}")
+        unavailable(f"no local Docker engine or base image: {exc}")
     _remove_module(client)
     yield url, client, base
     _remove_module(client)

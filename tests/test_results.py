@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,8 @@ def spawn_writer(path: Path, name: str, count: int, go: Path | None = None) -> s
 def test_rows_round_trip_with_empty_fields(tmp_path: Path) -> None:
     path = tmp_path / "results" / "run.csv"
     rows = [CONTEXT.row("fps", 123.5, "fps"),
+            replace(CONTEXT, backend="onnxruntime", device="cpu", quantizer="ort-static-qdq", phase="raw").row(
+                "energy_per_frame", 0.04, "J/frame", "modeled", spread=0.021),
             Row(run="r1", board="nano-01", profile="nano", power_mode=None, precision=None, batch=None,
                 suite="board", test="test_boot", metric="boot_time", value=41.0, unit="s", source="measured")]
     with ResultsWriter(path) as writer:

@@ -1,45 +1,167 @@
-"""The main job end to end: `pytest suites --device=virtual:PROFILE` deploys, measures and writes results.
+"""The suites end to end on a virtual Orin Nano, and the suites failing for the reasons they name.
 
-Runs the real suites in a child pytest against a virtual Orin Nano (a profile the other virtual
-tests don't lease), with short measurements to keep the harness's own test run quick.
+`pytest suites --device=virtual:orin-nano` runs in a child pytest, as a lab would run it: once with
+the module as it is (every precision, no skips, every figure per phase), then against candidate
+builds with a defect each (tests/module_copies.py): a letterbox one pixel off, a model retrained
+worse, an engine 20 % slower, and a power mode switched under a measurement. Each must fail the
+verdict that names it. The board is started once for this file and reused by every child run.
 """
 
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
+import threading
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.golden import FixtureSet
+from harness.profiles import get_profile
+from tests.module_copies import BROKEN_LETTERBOX, SLOWER_ENGINE, module_copy, worse_model
 from tests.virtual import docker_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
+PROFILE = "orin-nano"  # a profile the other virtual tests don't lease
+CHILD_TIMEOUT_S = 900
+
+pytestmark = pytest.mark.virtual
 
 
-@pytest.mark.virtual
-def test_suites_deploy_measure_and_record_every_observation(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def board_name() -> Iterator[str]:
+    """One running virtual board for every child run here (each would start and deploy one otherwise)."""
     docker_or_skip()
-    junit = tmp_path / "junit.xml"
-    command = [sys.executable, "-m", "pytest", "suites", "--device=virtual:orin-nano",
-               "--report-dir", str(tmp_path), "--run-id", "e2e", "--duration", "1.5", "--power-mode", "default",
-               f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    from harness.virtual import boards
+
+    board = boards.up(PROFILE)
+    try:
+        yield board.name
+    finally:
+        boards.down(board.name)
+
+
+def suites(report: Path, run_id: str, *args: str | Path, tests: str = "suites",
+           ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`pytest TESTS --device=virtual:orin-nano ARGS` in a child process, as a lab would run it."""
+    junit = report / f"{run_id}.xml"
+    command = [sys.executable, "-m", "pytest", tests, f"--device=virtual:{PROFILE}", "--report-dir", str(report),
+               "--run-id", run_id, f"--junitxml={junit}", "-p", "no:cacheprovider", "-q", *map(str, args)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False)
+    return done, junit
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    """test name → passed | failed | skipped | error, from the child's JUnit XML."""
+    found = {}
+    for case in ET.parse(junit).iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        found[case.get("name")] = {"failure": "failed"}.get(kinds[0], kinds[0]) if kinds else "passed"
+    return found
+
+
+def rows(report: Path, run_id: str) -> list[dict[str, str]]:
+    with (report / run_id / "results.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_suites_deploy_measure_and_record_every_observation(board_name: str, tmp_path: Path) -> None:
+    done, junit = suites(tmp_path, "e2e", "--duration", "3", "--rounds", "3", "--power-mode", "default",
+                         "--batch", "1,4")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert f"results.csv: {tmp_path / 'e2e' / 'results.csv'}" in done.stdout
+    results = outcomes(junit)
+    assert "skipped" not in results.values(), results  # FP32, FP16 and INT8 all run on a CPU board
+    for precision in ("fp32", "fp16", "int8"):
+        assert results[f"test_detections_match_golden[{precision}]"] == "passed"
+        for batch in (1, 4):
+            assert any(name.endswith(f"-b{batch}-{precision}]") and name.startswith("test_throughput")
+                       for name in results), (precision, batch)
 
-    with (tmp_path / "e2e" / "results.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    metrics = {(r["suite"], r["metric"]) for r in rows}
-    assert {("test_correctness", "golden_match"), ("test_correctness", "map50")} <= metrics
-    throughput = ("raw_fps", "pipeline_fps", "latency_p99", "energy", "fps_per_w")
-    assert {("test_throughput", m) for m in throughput} <= metrics
-    sources = {r["metric"]: r["source"] for r in rows}
-    assert sources["raw_fps"] == "measured" and sources["energy"] == "modeled"
-    assert all(r["power_mode"] for r in rows if r["suite"] == "test_throughput")
-
+    table = rows(tmp_path, "e2e")
+    quantizers = {r["precision"]: r["quantizer"] for r in table if r["suite"] == "test_correctness"}
+    assert quantizers == {"fp32": "", "fp16": "ort-float16", "int8": "ort-static-qdq"}
+    assert all((r["backend"], r["device"]) == ("onnxruntime", "cpu") for r in table if r["metric"] != "")
+    throughput = [r for r in table if r["suite"] == "test_throughput"]
+    per_phase = {(r["precision"], r["batch"], r["phase"], r["metric"]): r for r in throughput}
+    for precision in ("fp32", "fp16", "int8"):
+        for phase in ("raw", "pipeline"):
+            for metric in ("power_mean", "energy", "energy_per_frame", "fps_per_w"):
+                row = per_phase[precision, "1", phase, metric]
+                assert row["source"] == "modeled" and float(row["value"]) > 0, row
+        assert per_phase[precision, "1", "raw", "raw_fps"]["source"] == "measured"
+        assert per_phase[precision, "1", "raw", "raw_fps"]["spread"] != ""  # median of 3 rounds, with its spread
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert {"board", "l4t", "jetpack", "model_sha256", "harness_version", "onnxruntime"} <= set(properties)
     assert (tmp_path / "e2e" / "benchmark.json").is_file()
+
+
+def test_a_letterbox_one_pixel_off_fails_correctness(board_name: str, tmp_path: Path) -> None:
+    broken = module_copy(tmp_path, BROKEN_LETTERBOX)
+    done, junit = suites(tmp_path, "letterbox", "--module", broken, "--precision", "fp32",
+                         tests="suites/test_correctness.py")
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert outcomes(junit)["test_detections_match_golden[fp32]"] == "failed"
+    assert "golden detections not reproduced" in done.stdout and "best IoU" in done.stdout
+
+
+def test_a_model_retrained_worse_fails_the_model_card_floor(board_name: str, tmp_path: Path) -> None:
+    worse = worse_model(tmp_path / "worse.onnx")
+    fixtures = Path(shutil.copytree(FixtureSet().root, tmp_path / "fixtures"))
+    regenerated = subprocess.run([sys.executable, "-m", "harness", "golden", "--fixtures", str(fixtures),
+                                  "--keep-images", "--model", str(worse)], cwd=REPO, capture_output=True, text=True,
+                                 timeout=300, check=False)
+    assert regenerated.returncode == 0, regenerated.stderr
+    candidate = module_copy(tmp_path, model=worse)
+    done, junit = suites(tmp_path, "worse", "--module", candidate, "--fixtures-dir", fixtures, "--precision", "fp32",
+                         tests="suites/test_correctness.py")
+    results = outcomes(junit)
+    assert results["test_detections_match_golden[fp32]"] == "passed"  # its own golden: the module runs it right
+    assert results["test_map_above_the_model_card_floor[fp32]"] == "failed"  # but the model is worse than its card
+    assert results["test_model_is_the_one_its_card_describes"] == "failed"
+    assert "below the model card's floor 0.95" in done.stdout
+
+
+def test_a_slower_module_fails_the_baseline_gate(board_name: str, tmp_path: Path) -> None:
+    options = ("--power-mode", "default", "--batch", "1", "--precision", "fp32", "--duration", "5", "--rounds", "5")
+    baseline, _ = suites(tmp_path, "baseline", *options, tests="suites/test_throughput.py")
+    assert baseline.returncode == 0, baseline.stdout[-3000:]
+    slower = module_copy(tmp_path, SLOWER_ENGINE)
+    done, junit = suites(tmp_path, "slower", *options, "--module", slower, "--baseline", "latest",
+                         tests="suites/test_throughput.py")
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert list(outcomes(junit).values()) == ["failed"]
+    assert f"regression against {tmp_path / 'baseline' / 'results.csv'}" in done.stdout
+    assert "latency_p50 [raw]" in done.stdout or "raw_fps [raw]" in done.stdout
+
+
+def test_a_power_mode_switched_under_a_measurement_fails_it(board_name: str, tmp_path: Path) -> None:
+    from harness.virtual.engine import docker_client
+
+    profile = get_profile(PROFILE)
+    other = next(m for m in profile.power_modes if m.id != profile.default_power_mode)
+    container = docker_client().containers.get(board_name)
+    switched: list[str] = []
+
+    def switch_when_the_bench_runs() -> None:
+        deadline = time.monotonic() + CHILD_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if container.exec_run(["pgrep", "-f", "module bench"]).exit_code == 0:
+                switched.append(container.exec_run(["nvpmodel", "-m", str(other.id)]).output.decode())
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=switch_when_the_bench_runs, daemon=True)
+    watcher.start()
+    done, junit = suites(tmp_path, "switched", "--power-mode", "default", "--batch", "1", "--precision", "fp32",
+                         "--duration", "8", "--rounds", "1", tests="suites/test_throughput.py")
+    watcher.join(10)
+    assert switched, "the bench never started on the board"
+    assert list(outcomes(junit).values()) == ["failed"], done.stdout[-3000:]
+    assert f"the power mode changed under the measurement ({profile.default_mode.name} → {other.name})" in done.stdout
+    assert not [r for r in rows(tmp_path, "switched") if r["suite"] == "test_throughput"]  # nothing recorded

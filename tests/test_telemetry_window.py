@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -158,11 +159,18 @@ def test_rows_leave_out_what_the_samples_could_not_give() -> None:
     assert [metric for metric, _, _ in empty.to_rows()] == ["telemetry_samples", "throttled"]
 
 
-def test_board_clock_when_every_sample_has_its_own_second() -> None:
+def test_board_stamps_come_first() -> None:
+    samples = timed([Received(ORIN_JP5, 0.0, 1796000000.25), Received(ORIN_JP5, 0.3, 1796000000.35)])
+    assert [(s.t_s, s.clock) for s in samples] == [(1796000000.25, "board"), (1796000000.35, "board")]
+    mixed = timed([Received(ORIN_JP5, 0.0, 1796000000.25), Received(ORIN_JP5, 0.3)])  # one line bypassed the stamper
+    assert [s.clock for s in mixed] == ["host", "host"]
+
+
+def test_tegrastats_clock_when_every_sample_has_its_own_second() -> None:
     # Same AGX Orin JP5 board, captured at 16:07:54 (root) and 16:10:22 (user).
     user = line("agx-orin-jp5-user.txt")
     samples = timed([Received(ORIN_JP5, 0.0), Received(user, 0.1)])
-    assert [(s.t_s, s.clock) for s in samples] == [(0.0, "board"), (148.0, "board")]
+    assert [(s.t_s, s.clock) for s in samples] == [(0.0, "tegrastats"), (148.0, "tegrastats")]
 
 
 def test_receive_clock_when_board_stamps_cannot_order_samples() -> None:
@@ -187,6 +195,14 @@ done
 """
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def fake_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *captures: str, once: bool = False) -> Board:
     capture = tmp_path / "capture.txt"
     capture.write_text("".join((DATA / name).read_text() for name in captures))
@@ -203,17 +219,19 @@ def fake_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *captures: str, 
 
 def test_live_window_streams_parses_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     board = fake_board(tmp_path, monkeypatch, "tx2-root.txt", "tx2-loaded-root.txt", "tx2-user.txt")
+    started = time.time()
     with TelemetryWindow(board, interval_ms=50) as window:
         wait_until(lambda: len(window.samples()) >= 4, 10, "four samples from the live window")
     samples = window.stop()  # after the block, stop() returns what the block collected
     assert samples is window.result
     assert len(samples) >= 4
     assert {s.sample.raw for s in samples} <= set((tmp_path / "capture.txt").read_text().splitlines())
-    assert all(s.clock == "host" for s in samples)
+    assert all(s.clock == "board" for s in samples)  # stamped on the "board" as each line left tegrastats
     assert all(a.t_s < b.t_s for a, b in pairwise(samples))
+    assert started <= samples[0].t_s and samples[-1].t_s <= time.time()
     pid = int((tmp_path / "pid").read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    # killed with its process group; init reaps it (the sampler runs in a pipeline, not as the shell's child)
+    wait_until(lambda: not running(pid), 5, f"the sampler (pid {pid}) gone after stop()")
     summary = window.summary(mode="MAXN", frames=100, duration_s=0.6)
     assert summary.energy_j is not None and summary.energy_j > 0
     assert summary.fps_per_w is not None

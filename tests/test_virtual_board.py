@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness.board import Board
+from harness.errors import ConfigError, HarnessError
+from harness.profiles import get_profile
+from harness.results.modeled import MODELED_FILE, read_modeled
 from harness.telemetry.tegrastats import parse_line
 
 pytestmark = pytest.mark.virtual
@@ -182,3 +185,38 @@ def test_hil_probe_virtual_xavier_nx(virtual_board: Board, tmp_path: Path) -> No
     for expected in ("NVIDIA Jetson Xavier NX Developer Kit", "p3668-0001", "35.6.0", "5.1.4",
                      "MODE_15W_6CORE (2)", "power"):
         assert expected in done.stdout
+
+
+@pytest.mark.parametrize("virtual_board", ["xavier-nx"], indirect=True)
+def test_a_board_given_another_models_profile_is_refused(virtual_board: Board) -> None:
+    """An inventory typo: the Xavier NX entered as an AGX Xavier (same SoC, other nvpmodel ids)."""
+    typo = Board("nx-01", get_profile("agx-xavier"), virtual_board.transport)
+    with pytest.raises(ConfigError) as refused:
+        typo.check_identity()
+    message = str(refused.value)
+    assert message.startswith("board nx-01: profile: the inventory gives it profile agx-xavier")
+    assert "'NVIDIA Jetson Xavier NX Developer Kit'" in message and "p3668-0001" in message
+    Board("nx-01", get_profile("xavier-nx"), virtual_board.transport).check_identity()  # the right one passes
+
+
+@pytest.mark.parametrize("virtual_board", ["nano"], indirect=True)
+def test_modeled_file_that_cannot_be_read_fails_closed(virtual_board: Board) -> None:
+    run = virtual_board.transport.run
+    assert read_modeled(virtual_board) >= {"power", "temperature"}
+    run(f"mv {MODELED_FILE} {MODELED_FILE}.away && mkdir {MODELED_FILE}", timeout=15).check()
+    try:
+        with pytest.raises(HarnessError, match=f"cannot read {MODELED_FILE}"):
+            read_modeled(virtual_board)  # never "everything measured"
+    finally:
+        run(f"rmdir {MODELED_FILE} && mv {MODELED_FILE}.away {MODELED_FILE}", timeout=15).check()
+
+
+@pytest.mark.parametrize("virtual_board", ["nano"], indirect=True)
+def test_power_cycle_waits_for_the_new_boot(virtual_board: Board) -> None:
+    """A PDU command that returns at once and cuts power a moment later: power_cycle must not return before."""
+    name = virtual_board.name
+    pdu = f"sh -c '(sleep 2; docker restart -t 0 {name}) >/dev/null 2>&1 &'"
+    cycled = Board(name, virtual_board.profile, virtual_board.transport, power_cycle=pdu)
+    before = cycled.boot_id()
+    cycled.power_cycle(timeout=120)
+    assert cycled.boot_id() != before

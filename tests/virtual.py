@@ -11,21 +11,19 @@ from harness.board import Board
 from harness.errors import HarnessError
 from harness.inventory import Lab
 from harness.lab import open_board
+from tests.ci import unavailable
 
 VIRTUAL_PROFILES = ("nano", "xavier-nx", "agx-orin")
-# CI must run these tests; elsewhere a machine without Docker skips them with the reason.
-REQUIRE_DOCKER = os.environ.get("CI") == "true"
 
 
 def docker_or_skip() -> None:
+    """CI must run these tests; elsewhere a machine without Docker skips them with the reason."""
     from harness.virtual.engine import docker_client
 
     try:
         docker_client()
     except HarnessError as exc:
-        if REQUIRE_DOCKER:
-            raise
-        pytest.skip(str(exc))
+        unavailable(str(exc))
 
 
 @pytest.fixture(scope="session", params=VIRTUAL_PROFILES)

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
-from harness.board.identity import Identity, read_identity
+from harness.board.identity import Identity, l4t_outside, profile_mismatch, read_identity
 from harness.board.jetson_clocks import ClocksStatus, JetsonClocks
 from harness.board.nvpmodel import Nvpmodel, PowerModeState
-from harness.errors import CommandFailed, HarnessError, TransportError
+from harness.errors import CommandFailed, ConfigError, HarnessError, TransportError
 from harness.profiles import DeviceProfile
 from harness.telemetry.tegrastats import TegrastatsSample, parse_line
 from harness.transport.base import Transport
@@ -42,6 +42,7 @@ class Board:
         self.profile = profile
         self.transport = transport
         self.power_cycle_command = power_cycle
+        self._identity: Identity | None = None
 
     def __repr__(self) -> str:
         return f"Board({self.name!r}, profile={self.profile.name!r}, via={self.transport.target})"
@@ -61,7 +62,24 @@ class Board:
         return JetsonClocks(self.transport, self.sudo)
 
     def identity(self) -> Identity:
-        return read_identity(self.transport)
+        """Read once per Board: who a board is does not change while it is leased."""
+        if self._identity is None:
+            self._identity = read_identity(self.transport)
+        return self._identity
+
+    def check_identity(self) -> None:
+        """Refuse a board whose identity contradicts its profile (an inventory typo would apply another
+        model's nvpmodel ids and label every result wrongly); warn when its L4T is outside the profile's range."""
+        identity = self.identity()
+        problem = profile_mismatch(identity, self.profile)
+        if problem:
+            raise ConfigError(f"board {self.name}", "profile",
+                              f"the inventory gives it profile {self.profile.name} ({self.profile.display_name}) "
+                              f"but the board reports {identity.model!r}: {problem}; fix its profile in the lab "
+                              "inventory (or add this module to the profile if it is a variant of that model)")
+        outside = l4t_outside(identity, self.profile)
+        if outside:
+            log.warning("%s: %s; figures may not compare with the profile's", self.name, outside)
 
     def power_mode(self) -> PowerModeState:
         return self.nvpmodel.query()
@@ -86,9 +104,12 @@ class Board:
     def clocks_status(self) -> ClocksStatus:
         return self.clocks.show()
 
-    def tegrastats_command(self, interval_ms: int) -> str:
-        """tegrastats as root: as a normal user it omits clocks everywhere and rails on AGX Orin."""
-        return f"{self.sudo}tegrastats --interval {int(interval_ms)}"
+    def tegrastats_command(self, interval_ms: int, *, line_buffered: bool = False) -> str:
+        """tegrastats as root: as a normal user it omits clocks everywhere and rails on AGX Orin.
+
+        `line_buffered` for a pipe: stdio buffers a pipe in blocks, which would batch lines and their stamps."""
+        buffering = "stdbuf -oL " if line_buffered else ""
+        return f"{self.sudo}{buffering}tegrastats --interval {int(interval_ms)}"
 
     def telemetry_sample(self, interval_ms: int = 100, timeout: float = 15.0) -> TegrastatsSample:
         """One tegrastats sample (the first line it prints at `interval_ms`)."""
@@ -127,12 +148,18 @@ class Board:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def power_cycle(self, timeout: float = 300.0) -> None:
-        """Hard power-cycle through the inventory's PDU/relay command (run on the harness host)."""
+        """Hard power-cycle through the inventory's PDU/relay command (run on the harness host), and wait for
+        the board to answer from a new boot (a command that returns before the board went down is not taken
+        for a finished cycle)."""
         if not self.power_cycle_command:
             raise HarnessError(f"{self.name}: no power_cycle command in the inventory for this board")
+        try:
+            before: str | None = self.boot_id()
+        except TransportError:  # already unreachable (why it is cycled): any answer afterwards is a new boot
+            before = None
         completed = subprocess.run(shlex.split(self.power_cycle_command), capture_output=True, text=True,
                                    timeout=120, check=False)
         if completed.returncode != 0:
             raise CommandFailed(f"{self.name}: power_cycle command exited {completed.returncode}: "
                                 f"{completed.stderr.strip()[-200:]}")
-        self.wait_back(timeout)
+        self.wait_back(timeout, previous_boot=before)

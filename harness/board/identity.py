@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass
 
 from harness.errors import ParseError
+from harness.profiles import DeviceProfile
 from harness.transport.base import Transport
 
 # L4T release -> JetPack release (NVIDIA JetPack archive; jetson-stats' table agrees).
@@ -143,3 +144,38 @@ def read_identity(transport: Transport, roots: tuple[str, ...] = DEVICE_TREE_ROO
         l4t=l4t,
         device_tree=found.get("dt", ""),
     )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def profile_mismatch(identity: Identity, profile: DeviceProfile) -> str | None:
+    """Why the board cannot be the model `profile` describes, or None.
+
+    The SoC must match; then one piece of board-level evidence must: a device-tree compatible entry
+    (the SoC's own entry does not count: Xavier NX and AGX Xavier share tegra194), the module part
+    number, or the device-tree model. A board that reports none of these is judged by its SoC alone.
+    """
+    if identity.soc and identity.soc != profile.soc:
+        return f"its SoC is {identity.soc}, the profile's is {profile.soc}"
+    board_level = [c for c in identity.compatible if not c.endswith(f",{identity.soc}")]
+    if not board_level and not identity.part_number:
+        return None
+    if set(board_level) & set(profile.compatible) or identity.part_number in profile.part_numbers:
+        return None
+    if identity.model == profile.device_tree_model:
+        return None
+    return (f"neither its compatible ({', '.join(board_level) or 'none'}), its module part number "
+            f"({identity.part_number or 'unknown'}) nor its model is one of the profile's "
+            f"({', '.join(profile.part_numbers)}; {profile.device_tree_model!r})")
+
+
+def l4t_outside(identity: Identity, profile: DeviceProfile) -> str | None:
+    """Why the board's L4T release is outside the profile's range, or None (also when it is unknown)."""
+    if identity.l4t is None:
+        return None
+    now = _version(str(identity.l4t))
+    if _version(profile.l4t.min) <= now <= _version(profile.l4t.max):
+        return None
+    return f"L4T {identity.l4t} is outside the {profile.name} profile's range {profile.l4t.min}..{profile.l4t.max}"

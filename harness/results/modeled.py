@@ -11,10 +11,12 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
 from harness.board.board import Board
+from harness.errors import HarnessError
 from harness.results.table import Row, RowContext, Source
 from harness.transport.base import Transport
 
 MODELED_FILE = "/etc/jetson-hil/modeled"
+_ABSENT = "@@jetson-hil:no-modeled-file"
 
 #: Metrics derived from each category: a metric is modeled when its name is, or starts with `<prefix>_`,
 #: one of these prefixes and the board lists the category. FPS/W and J/frame inherit power's source.
@@ -42,12 +44,21 @@ def source_of(metric: str, modeled: AbstractSet[str]) -> Source:
 
 
 def read_modeled(target: Board | Transport) -> frozenset[str]:
-    """The board's modeled categories; empty when the file is absent (every real Jetson)."""
+    """The board's modeled categories; empty only when the file is absent (every real Jetson).
+
+    Fails closed: a file that exists but cannot be read raises, rather than marking modeled figures measured."""
     transport = target.transport if isinstance(target, Board) else target
-    return modeled_metrics(transport.run(f"cat {MODELED_FILE} 2>/dev/null", timeout=15).stdout)
+    result = transport.run(f"if [ -e {MODELED_FILE} ]; then cat {MODELED_FILE}; else echo {_ABSENT}; fi", timeout=15)
+    if not result.ok:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise HarnessError(f"{transport.target}: cannot read {MODELED_FILE} ({detail[0]}); without it no figure "
+                           "can be called measured or modeled: fix its permissions")
+    if result.stdout.strip() == _ABSENT:
+        return frozenset()
+    return modeled_metrics(result.stdout)
 
 
-def observations(context: RowContext, metrics: Iterable[tuple[str, float, str]],
-                 modeled: AbstractSet[str]) -> list[Row]:
-    """Rows for (metric, value, unit) triples, such as `WindowSummary.to_rows()`, each with its source."""
-    return [context.row(metric, value, unit, source_of(metric, modeled)) for metric, value, unit in metrics]
+def observations(context: RowContext, metrics: Iterable[tuple], modeled: AbstractSet[str]) -> list[Row]:
+    """Rows for (metric, value, unit[, spread]) tuples, such as `WindowSummary.to_rows()`, each with its source."""
+    return [context.row(metric, value, unit, source_of(metric, modeled), *spread)
+            for metric, value, unit, *spread in metrics]

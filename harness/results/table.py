@@ -29,45 +29,51 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-@dataclass(frozen=True)
-class Row:
-    """One observation: which run, board and configuration, what was observed, and how (measured|modeled)."""
+@dataclass(frozen=True, kw_only=True)
+class RowContext:
+    """Everything a test's rows share: which run, board and configuration; `row` fills in the observation.
+
+    `backend`, `device` and `quantizer` say what ran the model (e.g. onnxruntime on cpu, int8 made by
+    ort-static-qdq); `phase` what span a figure covers (raw, pipeline; empty for a whole test).
+    """
 
     run: str
     board: str
     profile: str
-    power_mode: str | None
-    precision: str | None
-    batch: int | None
+    power_mode: str | None = None
+    precision: str | None = None
+    batch: int | None = None
+    backend: str | None = None
+    device: str | None = None
+    quantizer: str | None = None
     suite: str
     test: str
+    phase: str | None = None
+
+    def row(self, metric: str, value: float, unit: str, source: Source = "measured",
+            spread: float | None = None) -> Row:
+        context = {f.name: getattr(self, f.name) for f in fields(RowContext)}
+        return Row(**context, metric=metric, value=float(value), unit=unit, source=source,
+                   spread=None if spread is None else float(spread))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row(RowContext):
+    """One observation: its context, what was observed, and how (measured|modeled).
+
+    `spread` is the median absolute deviation of the per-round values a median came from, relative to that
+    median (empty for a single value).
+    """
+
     metric: str
     value: float
+    spread: float | None = None
     unit: str
     source: Source = "measured"
     time: str = field(default_factory=utc_now)
 
 
 FIELDS = tuple(f.name for f in fields(Row))
-
-
-@dataclass(frozen=True)
-class RowContext:
-    """Everything a test's rows share; `row` fills in the observation."""
-
-    run: str
-    board: str
-    profile: str
-    suite: str
-    test: str
-    power_mode: str | None = None
-    precision: str | None = None
-    batch: int | None = None
-
-    def row(self, metric: str, value: float, unit: str, source: Source = "measured") -> Row:
-        return Row(run=self.run, board=self.board, profile=self.profile, power_mode=self.power_mode,
-                   precision=self.precision, batch=self.batch, suite=self.suite, test=self.test,
-                   metric=metric, value=float(value), unit=unit, source=source)
 
 
 def _csv_line(values: Iterable[object]) -> str:
@@ -127,6 +133,10 @@ def _none(text: str) -> str | None:
     return text or None
 
 
+def _float(text: str) -> float | None:
+    return float(text) if text else None
+
+
 def read_results(path: str | Path) -> list[Row]:
     """Every complete row of a results file. A last line without its newline (cut off mid-write by a
     crash on a filesystem that does not write atomically) is skipped, not an error."""
@@ -145,7 +155,9 @@ def read_results(path: str | Path) -> list[Row]:
             run=record["run"], board=record["board"], profile=record["profile"],
             power_mode=_none(record["power_mode"]), precision=_none(record["precision"]),
             batch=int(record["batch"]) if record["batch"] else None,
-            suite=record["suite"], test=record["test"], metric=record["metric"],
-            value=float(record["value"]), unit=record["unit"], source=source, time=record["time"],
+            backend=_none(record["backend"]), device=_none(record["device"]), quantizer=_none(record["quantizer"]),
+            suite=record["suite"], test=record["test"], phase=_none(record["phase"]), metric=record["metric"],
+            value=float(record["value"]), spread=_float(record["spread"]), unit=record["unit"], source=source,
+            time=record["time"],
         ))
     return rows

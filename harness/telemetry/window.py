@@ -1,14 +1,18 @@
 """Telemetry windows: sample a board while a measurement runs, then reduce the samples to a summary.
 
 `TelemetryWindow` streams a sampler (tegrastats today; a jtop-based sampler can plug into the same
-`Sampler` seam) over the board's transport. `summarize` is pure so it can be tested on real captures:
-energy is the trapezoidal integral of total power over the sample times, never jtop's running
-average, and throttling is judged against the power mode's clock caps from the device profile.
+`Sampler` seam) over the board's transport. Each line is stamped on the board with the board's own
+clock as it leaves tegrastats, so samples share a clock with what a benchmark on the board reports
+(its phases' start and end) and a window can be cut to one phase exactly, whatever the network did
+to the lines on their way. `summarize` is pure so it can be tested on real captures: energy is the
+trapezoidal integral of total power over the sample times, never jtop's running average, and
+throttling is judged against the power mode's clock caps from the device profile.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -16,6 +20,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from statistics import fmean
 from typing import Literal, Protocol
+
+import numpy as np
 
 from harness.board.board import Board
 from harness.errors import HarnessError
@@ -25,15 +31,25 @@ from harness.transport.base import StreamingCommand
 
 log = logging.getLogger(__name__)
 
-Clock = Literal["board", "host"]
+#: board: the board's time.time() stamped on every line (seconds since the epoch); tegrastats: the tool's own
+#: whole-second stamps; host: when the harness received the line. Only "board" can be cut to a phase.
+Clock = Literal["board", "tegrastats", "host"]
 #: JetPack 4 boards print a PMIC zone fixed at 100 C (in every capture under tests/data): not a measurement.
 IGNORED_SENSORS = frozenset({"PMIC"})
 _STOP_JOIN_S = 5.0
+#: a span whose samples cover less than this share of it says so in its note
+COVERAGE_WARN = 0.9
+#: run on the board after tegrastats: prefixes every line with the board's time.time() as the line is read
+STAMPER = ('import sys, time\n'
+           'for line in iter(sys.stdin.readline, ""):\n'
+           '    sys.stdout.write("%.6f %s" % (time.time(), line))\n'
+           '    sys.stdout.flush()')
 
 
 @dataclass(frozen=True)
 class TimedSample:
-    """One sample and the time energy is integrated over (seconds from the window's first sample)."""
+    """One sample and the time energy is integrated over: seconds since the epoch on the board's clock,
+    else seconds from the window's first sample."""
 
     sample: TegrastatsSample
     t_s: float
@@ -110,6 +126,26 @@ def _energy(points: list[tuple[float, float]]) -> tuple[float | None, float | No
     return trapezoid(points), span, None
 
 
+def _energy_within(points: list[tuple[float, float]], span: tuple[float, float],
+                   ) -> tuple[float | None, float | None, str | None]:
+    """Energy over the part of `span` the samples cover, power interpolated linearly between samples (so
+    the samples just outside the span shape its edges); (energy J, covered s, note)."""
+    start, end = span
+    inside = sum(1 for t, _ in points if start <= t <= end)
+    if inside < 2:
+        return None, None, f"{inside} power sample(s) inside the span; energy needs at least 2"
+    first, last = max(start, points[0][0]), min(end, points[-1][0])
+    grid = [first, *(t for t, _ in points if first < t < last), last]
+    times = [t for t, _ in points]
+    watts = [w for _, w in points]
+    energy = trapezoid([(t, float(np.interp(t, times, watts))) for t in grid])
+    covered = last - first
+    note = None
+    if covered < (end - start) * COVERAGE_WARN:
+        note = f"samples cover {covered:.2f} s of the {end - start:.2f} s span"
+    return energy, covered, note
+
+
 def _peak_temperature(samples: Sequence[TimedSample]) -> tuple[float | None, str | None]:
     readings = [(value, name) for timed in samples for name, value in timed.sample.temps_c.items()
                 if name not in IGNORED_SENSORS]
@@ -145,19 +181,26 @@ def summarize(
     duration_s: float | None = None,
     profile: DeviceProfile,
     mode: PowerMode | int | str,
+    span: tuple[float, float] | None = None,
     throttle: ThrottleRule | None = None,
 ) -> WindowSummary:
-    """Reduce a window's samples. Mean power is time-weighted (energy / span) so that J/frame and FPS/W,
-    both computed from it over `duration_s` (default: the sample span), agree with the energy; without
-    energy it is the plain mean of the samples and J/frame, FPS/W stay None."""
+    """Reduce a window's samples, or only what falls in `span` (start, end on the samples' clock: a phase).
+
+    Mean power is time-weighted (energy / covered time) so that J/frame and FPS/W, both computed from it
+    over `duration_s` (default: the span, else the sample span), agree with the energy; without energy
+    it is the plain mean of the samples and J/frame, FPS/W stay None. `frames` are the frames of that
+    same interval: energy of one phase is never divided by another phase's frames."""
     power_mode = mode if isinstance(mode, PowerMode) else profile.mode(mode)
+    all_points = _power_points(samples, profile.telemetry.total_power)
+    if span is not None:
+        samples = [t for t in samples if span[0] <= t.t_s <= span[1]]
     points = _power_points(samples, profile.telemetry.total_power)
-    energy_j, span_s, note = _energy(points)
-    if not points:
+    energy_j, span_s, note = _energy(points) if span is None else _energy_within(all_points, span)
+    if not all_points:
         note = "no total power in the samples (tegrastats shows rails only as root on some boards)"
     mean_w = energy_j / span_s if energy_j is not None and span_s else (fmean(w for _, w in points) if points else None)
     per_frame = fps_per_w = None
-    duration = duration_s if duration_s is not None else span_s
+    duration = duration_s if duration_s is not None else (span[1] - span[0]) if span is not None else span_s
     if energy_j is not None and frames and duration and mean_w:
         per_frame = mean_w * duration / frames
         fps_per_w = frames / duration / mean_w
@@ -187,34 +230,47 @@ class Sampler(Protocol):
 
     def command(self, board: Board, interval_ms: int) -> str: ...
 
-    def parse(self, line: str) -> TegrastatsSample | None: ...
+    def parse(self, line: str) -> tuple[TegrastatsSample, float | None] | None:
+        """The sample on this line and the board's time stamped on it (None when the line has no stamp)."""
 
 
 class TegrastatsSampler:
-    """tegrastats, started the way the Board starts it."""
+    """tegrastats (line-buffered, as root where it needs to be), each line stamped on the board."""
 
     def command(self, board: Board, interval_ms: int) -> str:
-        return board.tegrastats_command(interval_ms)
+        return f"{board.tegrastats_command(interval_ms, line_buffered=True)} | python3 -u -c {shlex.quote(STAMPER)}"
 
-    def parse(self, line: str) -> TegrastatsSample | None:
-        return parse_line(line) if line.strip() else None
+    def parse(self, line: str) -> tuple[TegrastatsSample, float | None] | None:
+        if not line.strip():
+            return None
+        stamp, _, rest = line.partition(" ")
+        try:
+            board_time = float(stamp)
+        except ValueError:  # not stamped: a line that bypassed the stamper
+            return parse_line(line), None
+        return parse_line(rest), board_time
 
 
 @dataclass(frozen=True)
 class Received:
-    """A sample with the host's monotonic receive time (seconds since the window started)."""
+    """A sample with the host's monotonic receive time (seconds since the window started) and the board's
+    time stamped on it, when it was."""
 
     sample: TegrastatsSample
     received_s: float
+    board_time: float | None = None
 
 
 def timed(received: Sequence[Received]) -> list[TimedSample]:
-    """Put samples on one clock. The board's stamps (`MM-DD-YYYY HH:MM:SS`) have whole-second resolution,
-    so they are used only when every sample has one and no two share a second; otherwise receive times."""
+    """Put samples on one clock: the board's stamps when every sample has one; else tegrastats' own stamps
+    (`MM-DD-YYYY HH:MM:SS`, whole seconds, so only when every sample has one and no two share a second);
+    else receive times."""
+    if received and all(r.board_time is not None for r in received):
+        return [TimedSample(r.sample, r.board_time, "board") for r in received]  # type: ignore[arg-type]
     stamps = [r.sample.timestamp for r in received if r.sample.timestamp is not None]
     if received and len(stamps) == len(received) and all(a < b for a, b in pairwise(stamps)):
         first = stamps[0]
-        return [TimedSample(r.sample, (s - first).total_seconds(), "board")
+        return [TimedSample(r.sample, (s - first).total_seconds(), "tegrastats")
                 for r, s in zip(received, stamps, strict=True)]
     start = received[0].received_s if received else 0.0
     return [TimedSample(r.sample, r.received_s - start, "host") for r in received]
@@ -252,10 +308,10 @@ class TelemetryWindow:
     def _read(self, stream: StreamingCommand) -> None:
         try:
             for line in stream.lines():
-                sample = self.sampler.parse(line)
-                if sample is not None:
+                parsed = self.sampler.parse(line)
+                if parsed is not None:
                     with self._lock:
-                        self._received.append(Received(sample, time.monotonic() - self._started))
+                        self._received.append(Received(parsed[0], time.monotonic() - self._started, parsed[1]))
         except Exception as exc:  # stop() re-raises it on the caller's thread
             self._error = exc
 

@@ -7,15 +7,20 @@ by a digest of their recipe, so they are rebuilt only when the recipe changes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import docker
-from docker.errors import BuildError, ImageNotFound
+from docker.errors import BuildError, DockerException, ImageNotFound
+from requests.exceptions import RequestException
 from rich.console import Console
 
 from harness.errors import HarnessError
@@ -23,7 +28,10 @@ from harness.profiles import DeviceProfile
 from harness.virtual.recipe import BASE_PACKAGES, DEBIAN_MIRROR, DEBIAN_SUITE, BoardContext, base_tag
 
 console = Console(stderr=True)
+#: a Debian minbase over a slow mirror takes minutes; a stalled download must not take forever
 DEBOOTSTRAP_TIMEOUT_S = 1800
+#: the board image adds a few files and links on top of the base: seconds, not minutes
+BOARD_BUILD_TIMEOUT_S = 600
 
 
 def _exists(client: docker.DockerClient, tag: str) -> bool:
@@ -34,22 +42,41 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
     return True
 
 
-def _debootstrap(target: Path) -> None:
+def _debootstrap(target: Path, timeout_s: float = DEBOOTSTRAP_TIMEOUT_S) -> None:
     if shutil.which("debootstrap") is None:
         raise HarnessError("building a virtual board's base image needs debootstrap: `apt-get install debootstrap`")
     if os.geteuid() != 0:
         raise HarnessError("debootstrap must run as root to build the virtual board's base image (use sudo)")
     command = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
                DEBIAN_SUITE, str(target), DEBIAN_MIRROR]
-    with console.status(f"debootstrap {DEBIAN_SUITE} from {DEBIAN_MIRROR}") as status, subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+    run_with_progress(command, f"debootstrap {DEBIAN_SUITE} from {DEBIAN_MIRROR}", timeout_s)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def run_with_progress(command: list[str], what: str, timeout_s: float) -> None:
+    """Run `command`, its latest output line as progress; killed at the deadline (a stalled download blocks
+    the read forever otherwise), and a failure or the deadline raised with its last lines."""
+    with console.status(what) as status, subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True) as proc:
         assert proc.stdout is not None
+        # the whole process group: a child (wget, dpkg) would otherwise keep the pipe open past the deadline
+        watchdog = threading.Timer(timeout_s, _kill_group, (proc.pid,))
+        watchdog.start()
         tail: list[str] = []
-        for line in proc.stdout:
-            tail = [*tail, line.rstrip()][-20:]
-            status.update(f"debootstrap: {line.strip()[:100]}")
-        if proc.wait(timeout=DEBOOTSTRAP_TIMEOUT_S) != 0:
-            raise HarnessError("debootstrap failed:\n" + "\n".join(tail))
+        try:
+            for line in proc.stdout:
+                tail = [*tail, line.rstrip()][-20:]
+                status.update(f"{what}: {line.strip()[:100]}")
+            code = proc.wait()
+        finally:
+            watchdog.cancel()
+    if code != 0:
+        why = f"did not finish within {timeout_s:g} s" if code == -signal.SIGKILL else f"failed (exit {code})"
+        raise HarnessError(f"{what} {why}; last lines:\n" + "\n".join(tail))
 
 
 def ensure_base(client: docker.DockerClient) -> str:
@@ -71,7 +98,8 @@ def ensure_base(client: docker.DockerClient) -> str:
     return tag
 
 
-def ensure_board_image(client: docker.DockerClient, profile: DeviceProfile) -> str:
+def ensure_board_image(client: docker.DockerClient, profile: DeviceProfile,
+                       timeout_s: float = BOARD_BUILD_TIMEOUT_S) -> str:
     """The profile's board image tag, built on top of the base when not cached."""
     context = BoardContext.for_profile(profile, ensure_base(client))
     tag = context.tag()
@@ -80,13 +108,19 @@ def ensure_board_image(client: docker.DockerClient, profile: DeviceProfile) -> s
     with tempfile.TemporaryDirectory(prefix="jetson-hil-board-") as tmp, \
             console.status(f"building {tag}") as status:
         context.write(Path(tmp))
+        deadline = time.monotonic() + timeout_s
         try:
-            for chunk in client.api.build(path=tmp, tag=tag, rm=True, forcerm=True, decode=True):
+            # the HTTP timeout bounds a silent engine; the deadline a build that keeps talking
+            for chunk in client.api.build(path=tmp, tag=tag, rm=True, forcerm=True, decode=True, timeout=timeout_s):
                 if "stream" in chunk and chunk["stream"].strip():
                     status.update(f"{tag}: {chunk['stream'].strip()[:100]}")
                 if "error" in chunk:
                     raise BuildError(chunk["error"], [])
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"building {tag} did not finish within {timeout_s:.0f} s")
         except BuildError as exc:
             raise HarnessError(f"building {tag} failed: {exc.msg}") from None
+        except (RequestException, DockerException) as exc:
+            raise HarnessError(f"building {tag}: the Docker engine stopped answering ({exc})") from None
     console.print(f"built {tag}")
     return tag

@@ -1,0 +1,130 @@
+"""Verdicts on throughput: the profile's floors (only where they apply) and the baseline gate (direction- and
+noise-aware), and the suite options that feed them, refused before a board is touched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.gates import GatePolicy, check_floors, compare, load_policy, resolve_baseline
+from harness.gates.baseline import MetricRule
+from harness.profiles import DeviceProfile, ThroughputFloor, get_profile
+from harness.results import ResultsWriter, Row, RowContext
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY = GatePolicy(noise_factor=2.0, metrics={"raw_fps": MetricRule(better="higher", threshold=0.10),
+                                               "latency_p50": MetricRule(better="lower", threshold=0.10)})
+CONTEXT = RowContext(run="base", board="nx-01", profile="xavier-nx", suite="test_throughput", test="t",
+                     power_mode="MODE_15W_6CORE", precision="fp16", batch=1, backend="tensorrt",
+                     device="cuda:0 Xavier", quantizer="tensorrt-fp16", phase="raw")
+
+
+def fig(metric: str, value: float, spread: float | None = 0.01, run: str = "base", **changes: object) -> Row:
+    return replace(CONTEXT, run=run, **changes).row(metric, value, "x", spread=spread)  # type: ignore[arg-type]
+
+
+def gate(*pairs: tuple[Row, Row]) -> list[bool]:
+    return [c.regressed for c in compare([b for b, _ in pairs], [n for _, n in pairs], POLICY)]
+
+
+def test_the_gate_knows_which_way_is_worse() -> None:
+    assert gate((fig("raw_fps", 100), fig("raw_fps", 85, run="now"))) == [True]   # 15 % fewer frames
+    assert gate((fig("raw_fps", 100), fig("raw_fps", 130, run="now"))) == [False]  # faster is never a regression
+    assert gate((fig("latency_p50", 10), fig("latency_p50", 11.5, run="now"))) == [True]
+    assert gate((fig("latency_p50", 10), fig("latency_p50", 8, run="now"))) == [False]
+    assert gate((fig("raw_fps", 100), fig("raw_fps", 92, run="now"))) == [False]  # within the 10 % threshold
+
+
+def test_the_gate_allows_for_the_runs_own_noise() -> None:
+    noisy = fig("raw_fps", 85, spread=0.09, run="now")  # rounds scattered 9 %: 2 x 9 % = 18 % allowed
+    (comparison,) = compare([fig("raw_fps", 100)], [noisy], POLICY)
+    assert not comparison.regressed and comparison.allowed == pytest.approx(0.18)
+    assert gate((fig("raw_fps", 100, spread=0.09), fig("raw_fps", 75, run="now"))) == [True]
+    assert comparison.describe() == \
+        "raw_fps [raw]: baseline 100, now 85 (-15.0%; higher is better, allowed 18.0% worse)"
+
+
+def test_only_measured_figures_of_the_same_configuration_are_gated() -> None:
+    base = fig("raw_fps", 100)
+    assert gate((base, fig("raw_fps", 50, run="now", batch=4))) == []  # another batch
+    assert gate((base, fig("raw_fps", 50, run="now", quantizer="ort-float16", backend="onnxruntime"))) == []
+    modeled = replace(fig("raw_fps", 50, run="now"), source="modeled")
+    assert compare([base], [modeled], POLICY) == []
+    assert compare([replace(base, source="modeled")], [fig("raw_fps", 50, run="now")], POLICY) == []
+    assert gate((base, fig("power_mean", 50, run="now"))) == []  # not in the policy
+
+
+def floors_profile(*floors: ThroughputFloor) -> DeviceProfile:
+    return get_profile("xavier-nx").model_copy(update={"throughput_floors": list(floors)})
+
+
+def test_floors_judge_only_the_backend_and_measured_figures_they_were_set_for() -> None:
+    trt = ThroughputFloor(power_mode="MODE_15W_6CORE", precision="fp16", batch=1, backend="tensorrt", device="cuda",
+                          metric="raw_fps", min=300)
+    per_w = ThroughputFloor(power_mode=2, precision="fp16", batch=1, backend="tensorrt", metric="fps_per_w", min=20)
+    profile = floors_profile(trt, per_w)
+    mode = profile.mode("MODE_15W_6CORE")
+    on_gpu = check_floors(profile, mode, "fp16", 1, backend="tensorrt", device="cuda:0 Xavier",
+                          figures={"raw_fps": (250.0, "measured"), "fps_per_w": (25.0, "measured")})
+    assert [c.failed for c in on_gpu] == [True, False]
+    assert on_gpu[0].describe() == "raw_fps (floor 300 for tensorrt on cuda): 250"
+    on_cpu = check_floors(profile, mode, "fp16", 1, backend="onnxruntime", device="cpu",
+                          figures={"raw_fps": (25.0, "measured")})
+    assert [c.failed for c in on_cpu] == [False, False]
+    assert on_cpu[0].not_applicable == "this board runs onnxruntime on cpu"
+    modeled = check_floors(profile, mode, "fp16", 1, backend="tensorrt", device="cuda:0 Xavier",
+                           figures={"raw_fps": (400.0, "measured"), "fps_per_w": (1.0, "modeled")})
+    assert [c.failed for c in modeled] == [False, False]
+    assert modeled[1].not_applicable == "fps_per_w is modeled on this board, not measured"
+    assert check_floors(profile, mode, "int8", 1, backend="tensorrt", device="cuda", figures={}) == []
+    missing = check_floors(profile, mode, "fp16", 1, backend="tensorrt", device="cuda", figures={})
+    assert all(c.failed for c in missing)  # a floor whose figure never came is not passed
+
+
+def write_run(report: Path, run: str, board: str, value: float) -> Path:
+    with ResultsWriter(report / run / "results.csv") as writer:
+        writer.write(fig("raw_fps", value, run=run, board=board))
+    return report / run
+
+
+def test_latest_baseline_is_the_newest_earlier_run_of_the_same_board(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "nx-01", 1.0)
+    write_run(tmp_path, "b", "nx-01", 2.0)
+    write_run(tmp_path, "c", "orin-01", 3.0)
+    write_run(tmp_path, "now", "nx-01", 4.0)
+    where, rows = resolve_baseline("latest", tmp_path, board="nx-01", exclude_run="now")  # type: ignore[misc]
+    assert where == str(tmp_path / "b" / "results.csv") and [r.value for r in rows] == [2.0]
+    assert resolve_baseline("latest", tmp_path, board="agx-01") is None
+    assert resolve_baseline(str(tmp_path / "a"), tmp_path, board="x")[1][0].value == 1.0  # type: ignore[index]
+    with pytest.raises(ConfigError, match=r"no results\.csv there"):
+        resolve_baseline(str(tmp_path / "missing"), tmp_path, board="nx-01")
+
+
+def test_the_checked_in_policy_loads_and_a_broken_one_says_where(tmp_path: Path) -> None:
+    policy = load_policy(REPO / "suites" / "regression.yaml")
+    assert policy.metrics["raw_fps"].better == "higher" and policy.metrics["latency_p50"].better == "lower"
+    bad = tmp_path / "regression.yaml"
+    bad.write_text("metrics:\n  raw_fps: {better: up, threshold: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"regression.yaml: metrics.raw_fps.better"):
+        load_policy(bad)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--baseline", "/nonexistent/run"], "/nonexistent/run: no results.csv there"),
+    (["--rounds", "0"], "--rounds must be at least 1"),
+    (["--duration", "-1"], "--duration must be more than 0 seconds"),
+    (["--precision", "fp64"], "--precision: unknown fp64; choose from fp32, fp16, int8"),
+    (["--batch", "two"], "--batch: expected 'profile' or positive integers"),
+    (["--module", "/tmp"], "not a module directory"),
+])
+def test_bad_suite_options_are_one_line_before_any_board(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "pytest", "suites", "--device=virtual:nano", *args,
+                           "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4, done.stdout + done.stderr  # pytest's usage error: nothing ran
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2

@@ -1,0 +1,23 @@
+"""Image builds for virtual boards are bounded: a stalled debootstrap ends in one clear error at its deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.virtual.image import run_with_progress
+
+
+def test_a_stalled_build_step_is_killed_at_its_deadline() -> None:
+    started = time.monotonic()
+    # the child keeps the output pipe open, as a hung wget under debootstrap would
+    with pytest.raises(HarnessError, match=r"debootstrap stand-in did not finish within 1 s; last lines:\nfetching"):
+        run_with_progress(["sh", "-c", "echo fetching; sleep 60 & wait"], "debootstrap stand-in", timeout_s=1)
+    assert time.monotonic() - started < 10
+
+
+def test_a_failing_build_step_says_how_it_ended() -> None:
+    with pytest.raises(HarnessError, match=r"step failed \(exit 3\); last lines:\nboom"):
+        run_with_progress(["sh", "-c", "echo boom; exit 3"], "step", timeout_s=30)
