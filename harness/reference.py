@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from harness.accuracy import Box
+from harness.errors import HarnessError
 
 PAD = (114, 114, 114)
 MAX_PER_IMAGE = 300
@@ -47,6 +48,7 @@ class ReferenceDetector:
     """One ONNX model run through OpenCV's DNN module on the CPU, at FP32."""
 
     def __init__(self, model: Path) -> None:
+        self.model = model
         self.net = cv2.dnn.readNetFromONNX(str(model))
         self.runtime = f"opencv-dnn {cv2.__version__} cpu fp32"
 
@@ -69,7 +71,11 @@ class ReferenceDetector:
         """Detections of one image in image pixels, best score first."""
         blob, placement = self.place(image_rgb, size)
         self.net.setInput(blob)
-        rows = self.net.forward()[0].T  # [anchors, 4 + classes]
+        out = self.net.forward()
+        if out.ndim != 3 or not 4 < out.shape[1] < out.shape[2]:
+            raise HarnessError(f"{self.model}: output {list(out.shape)} is not the YOLOv8 layout [batch, 4+classes, "
+                               "anchors] the reference detector reads; golden detections cannot be made for it")
+        rows = out[0].T  # [anchors, 4 + classes]
         scores = rows[:, 4:]
         best = scores.argmax(axis=1)
         best_score = scores[np.arange(len(rows)), best]

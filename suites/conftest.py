@@ -8,6 +8,7 @@ Options are checked when pytest starts, before a board is leased: a wrong one is
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,7 +262,7 @@ def baseline_gate(request: pytest.FixtureRequest, report_dir: Path, run_id: str,
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     if found is None:
-        request.node.warn(pytest.PytestWarning(f"--baseline latest: no earlier run of {board.name} in {report_dir}; "
-                                               "nothing is gated this time"))
+        warnings.warn(f"--baseline latest: no earlier run of {board.name} in {report_dir}; nothing is gated this time",
+                      pytest.PytestWarning, stacklevel=1)
         return None
     return BaselineGate(request.config.stash[POLICY], *found)

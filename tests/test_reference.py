@@ -8,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.accuracy import Box
+from harness.errors import HarnessError
 from harness.golden import GOLDEN_CONF, GOLDEN_IOU, TOLERANCES, FixtureSet, match_golden
 from harness.model_card import card_path, load_card
+from harness.reference import ReferenceDetector, input_size
 from module.model import DEFAULT_MODEL, file_sha256
+from tests.module.onnx_models import flat_output, yolov8_like
 from tests.module_copies import BROKEN_LETTERBOX, module_copy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,3 +67,14 @@ def test_module_detections_against_the_reference_golden(tmp_path: Path, broken: 
         assert found.matched < found.expected * 0.5 and "best IoU" in found.problems[0]
     else:
         assert found.problems == () and found.expected > 100
+
+
+def test_the_reference_reads_a_users_yolov8_export_and_refuses_other_layouts(tmp_path: Path) -> None:
+    user = yolov8_like(tmp_path / "user80.onnx", size=320)
+    image = np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    assert input_size(user) == (320, 320)
+    found = ReferenceDetector(user).detect(image, (320, 320), 0.001, 0.6)
+    assert found and {b.class_id for b in found} <= set(range(80))
+    assert all(0 <= b.x1 <= b.x2 <= 320 and 0 <= b.y1 <= b.y2 <= 240 for b in found)  # in image pixels, clipped
+    with pytest.raises(HarnessError, match=r"output \[1, 10\] is not the YOLOv8 layout"):
+        ReferenceDetector(flat_output(tmp_path / "flat.onnx")).detect(image, (64, 64), 0.001, 0.6)
