@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from harness.accuracy import Box, iou, map50
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.reference import ReferenceDetector, input_size
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -91,14 +91,19 @@ def write_images(fixtures: FixtureSet, count: int = DEFAULT_COUNT) -> None:
 
 def golden_detections(fixtures: FixtureSet, model_path: Path | None = None) -> dict:
     """Run the model through the independent reference detector over the fixture images."""
+    from module.errors import ModuleError
     from module.model import load_model
     from module.sources import list_images
 
-    model = load_model(model_path)
+    try:
+        model = load_model(model_path)
+        paths = list_images(fixtures.images)
+    except ModuleError as exc:
+        raise HarnessError(str(exc)) from None
     detector = ReferenceDetector(model.path)
     size = input_size(model.path)
     images = {}
-    for path in list_images(fixtures.images):
+    for path in paths:
         rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         images[path.name] = _boxes_json(detector.detect(rgb, size, GOLDEN_CONF, GOLDEN_IOU))
     return {

@@ -44,12 +44,19 @@ class Placement:
         return np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1)
 
 
+def _first_line(exc: Exception) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if "error:" in line), str(exc).strip()[:200])
+
+
 class ReferenceDetector:
     """One ONNX model run through OpenCV's DNN module on the CPU, at FP32."""
 
     def __init__(self, model: Path) -> None:
         self.model = model
-        self.net = cv2.dnn.readNetFromONNX(str(model))
+        try:
+            self.net = cv2.dnn.readNetFromONNX(str(model))
+        except cv2.error as exc:
+            raise HarnessError(f"{model}: OpenCV's DNN module cannot read it ({_first_line(exc)})") from None
         self.runtime = f"opencv-dnn {cv2.__version__} cpu fp32"
 
     @staticmethod
@@ -71,7 +78,10 @@ class ReferenceDetector:
         """Detections of one image in image pixels, best score first."""
         blob, placement = self.place(image_rgb, size)
         self.net.setInput(blob)
-        out = self.net.forward()
+        try:
+            out = self.net.forward()
+        except cv2.error as exc:
+            raise HarnessError(f"{self.model}: OpenCV's DNN module cannot run it ({_first_line(exc)})") from None
         if out.ndim != 3 or not 4 < out.shape[1] < out.shape[2]:
             raise HarnessError(f"{self.model}: output {list(out.shape)} is not the YOLOv8 layout [batch, 4+classes, "
                                "anchors] the reference detector reads; golden detections cannot be made for it")
@@ -96,5 +106,10 @@ def input_size(model: Path) -> tuple[int, int]:
     """The model's fixed input height and width, read from the ONNX graph."""
     import onnx
 
-    dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    try:
+        dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise HarnessError(f"{model}: not a readable ONNX model ({exc})") from None
+    if len(dims) != 4 or not dims[2].dim_value or not dims[3].dim_value:
+        raise HarnessError(f"{model}: input is not [batch, 3, H, W] with a fixed H and W")
     return int(dims[2].dim_value), int(dims[3].dim_value)

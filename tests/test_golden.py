@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -39,3 +43,14 @@ def test_golden_detections_are_reproduced_by_the_model(regenerated: FixtureSet) 
             assert got[0] == want[0] and got[1:5] == pytest.approx(want[1:5], abs=0.05) and got[5] == pytest.approx(
                 want[5], abs=1e-3
             ), (image, want, got)
+
+
+@pytest.mark.parametrize(("model", "says"), [("missing.onnx", "not found"), ("junk.onnx", "cannot read it")])
+def test_hil_golden_on_a_bad_model_is_one_line(tmp_path: Path, model: str, says: str) -> None:
+    (tmp_path / "junk.onnx").write_text("not a model")
+    (tmp_path / "images").mkdir()
+    shutil.copy(next(FixtureSet().images.glob("*.png")), tmp_path / "images")
+    done = subprocess.run([sys.executable, "-m", "harness", "golden", "--keep-images", "--fixtures", str(tmp_path),
+                           "--model", str(tmp_path / model)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and says in done.stderr, done.stderr
