@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from harness.board import Board
-from harness.errors import ConfigError
+from harness.board.state import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
+from harness.errors import ConfigError, HarnessError
 from harness.inventory import BoardEntry, Lab, LocalTransportConfig, SshTransportConfig, load_lab
 from harness.lease import acquire
 from harness.profiles import all_profiles, get_profile
@@ -73,8 +74,9 @@ def provider_for(selector: str) -> tuple[BoardProvider, str] | None:
 
 @contextlib.contextmanager
 def board_entry(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S,
-                purpose: str = "") -> Iterator[BoardEntry]:
-    """Yield the inventory entry of a board leased for this block (or one a provider brought)."""
+                purpose: str = "", say: Callable[[str], None] | None = None) -> Iterator[BoardEntry]:
+    """Yield the inventory entry of a board leased for this block (or one a provider brought); `say` hears
+    about a wait for a busy board."""
     provided = provider_for(selector)
     if provided is not None:
         provider, argument = provided
@@ -82,24 +84,40 @@ def board_entry(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TI
             yield entry
         return
     candidates = lab.select(selector, all_profiles())
-    with acquire([b.name for b in candidates], lab.lease_folder(), lease_timeout, purpose) as lease:
+    with acquire([b.name for b in candidates], lab.lease_folder(), lease_timeout, purpose, say) as lease:
         yield next(b for b in candidates if b.name == lease.board)
 
 
 @contextlib.contextmanager
-def open_board(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S,
-               purpose: str = "") -> Iterator[Board]:
-    """A connected Board for `selector` whose identity matches its profile, leased for the block and released
-    (and disconnected) after."""
-    with board_entry(selector, lab, lease_timeout, purpose) as entry:
-        transport = transport_for(entry)
+def connected_board(entry: BoardEntry, watchdog_s: float = DEFAULT_WATCHDOG_S) -> Iterator[Board]:
+    """A connected Board for a leased entry whose identity matches its profile, disconnected after. On entry
+    the board is settled (what a dead session left is restored, see `harness.board.state`); on exit every
+    change made through `board.state` is undone."""
+    transport = transport_for(entry)
+    try:
+        transport.connect()
+        board = Board(entry.name, get_profile(entry.profile), transport, entry.power_cycle, watchdog_s)
+        board.check_identity()
+        board.state.settle()
         try:
-            transport.connect()
-            board = Board(entry.name, get_profile(entry.profile), transport, entry.power_cycle)
-            board.check_identity()
             yield board
         finally:
-            transport.close()
+            try:
+                board.state.restore()
+            except HarnessError as exc:
+                raise HarnessError(f"{entry.name}: could not put the board back ({exc}); its watchdog restores the "
+                                   f"journaled state within {watchdog_s:.0f} s of this harness's last heartbeat"
+                                   ) from exc
+    finally:
+        transport.close()
+
+
+@contextlib.contextmanager
+def open_board(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S,
+               purpose: str = "", watchdog_s: float = DEFAULT_WATCHDOG_S) -> Iterator[Board]:
+    """`board_entry` and `connected_board` in one: a board for `selector`, leased and connected for the block."""
+    with board_entry(selector, lab, lease_timeout, purpose) as entry, connected_board(entry, watchdog_s) as board:
+        yield board
 
 
 def load_providers() -> None:

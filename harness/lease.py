@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,8 @@ from harness.errors import LeaseError
 
 LEASE_DIR_ENV = "JETSON_HIL_LEASE_DIR"
 POLL_S = 0.5
+#: how often a wait for a busy board says who holds it
+WAIT_REPORT_S = 30.0
 
 
 def default_lease_dir() -> Path:
@@ -56,10 +58,21 @@ def holder(lease_dir: Path, board: str) -> dict | None:
     return None
 
 
-def acquire(boards: Sequence[str], lease_dir: Path, timeout: float, purpose: str = "") -> Lease:
-    """Lease the first free board of `boards`, waiting up to `timeout` seconds for one to come free."""
-    lease_dir.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
+def acquire(boards: Sequence[str], lease_dir: Path, timeout: float, purpose: str = "",
+            say: Callable[[str], None] | None = None) -> Lease:
+    """Lease the first free board of `boards`, waiting up to `timeout` seconds for one to come free; `say`
+    hears who holds them when the wait begins and every `WAIT_REPORT_S` after."""
+    try:
+        lease_dir.mkdir(parents=True, exist_ok=True)
+        probe = lease_dir / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise LeaseError(f"lease folder {lease_dir} is not writable ({exc.strerror}): set lease_dir in the lab "
+                         f"inventory or ${LEASE_DIR_ENV} to a folder this user can write") from None
+    started = time.monotonic()
+    deadline = started + timeout
+    next_report = started
     while True:
         for board in boards:
             lock = FileLock(lease_dir / f"{board}.lock")
@@ -71,7 +84,23 @@ def acquire(boards: Sequence[str], lease_dir: Path, timeout: float, purpose: str
             info.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                         "since": time.strftime("%Y-%m-%dT%H:%M:%S"), "purpose": purpose}))
             return Lease(board, lock, info)
-        if time.monotonic() >= deadline:
-            raise LeaseError(f"all boards matching the selector are leased ({', '.join(boards)}); "
+        now = time.monotonic()
+        if now >= deadline:
+            raise LeaseError(f"all boards matching the selector are leased ({_holders(lease_dir, boards)}); "
                              f"waited {timeout:.0f}s — free one or raise --lease-timeout")
+        if say is not None and now >= next_report:
+            say(f"waiting for a free board ({now - started:.0f} of {timeout:.0f} s): {_holders(lease_dir, boards)}")
+            next_report = now + WAIT_REPORT_S
         time.sleep(POLL_S)
+
+
+def _holders(lease_dir: Path, boards: Sequence[str]) -> str:
+    parts = []
+    for board in boards:
+        held = holder(lease_dir, board)
+        if held:
+            parts.append(f"{board} held by pid {held.get('pid')} on {held.get('host')} since {held.get('since')}"
+                         + (f" ({held['purpose']})" if held.get("purpose") else ""))
+        else:
+            parts.append(f"{board} free")
+    return "; ".join(parts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from typing import Iterator
 from . import __version__
 from .backends import create_backend
 from .decode import Detections, layout_for
+from .errors import ModuleError
 from .messages import detection_message
 from .model import ModelInfo, load_model
 from .pipeline import Pipeline, PipelineConfig
@@ -62,8 +64,12 @@ class App:
         self.model, self.layout = layout_for(self.model, self.backend)
         self.batch, self.config = batch, config
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(state_dir / "outbox.sqlite", max_messages=outbox_max)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self.outbox = Outbox(state_dir / "outbox.sqlite", max_messages=outbox_max)
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ModuleError(f"cannot keep the outbox in --state-dir {state_dir}: {reason}") from None
         self.publisher = Publisher(self.outbox, open_sink(sink))
         self.pipeline: Pipeline | None = None
         self.error: str | None = None
@@ -154,10 +160,17 @@ class App:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: done.set())
         controls = Controls(self.health, self.info, self.stats, self.get_config, self.set_config, self.start, self.stop)
+        try:  # bound first: a port in use fails before anything runs
+            server = ControlServer(controls, port=port)
+        except OSError as exc:
+            raise ModuleError(
+                f"cannot serve the control API on 127.0.0.1:{port}: {exc.strerror or exc}; pass --api-port 0 "
+                "for any free port"
+            ) from None
         self.publisher.start()
         if autostart:  # before the API answers, so that a health check never sees a not-yet-started pipeline
             self.start()
-        server = ControlServer(controls, port=port).start()
+        server.start()
         log.info(
             "module %s: run %s, model %s, control API on 127.0.0.1:%d",
             __version__,

@@ -49,17 +49,23 @@ _EPOCH_OFFSET = time.time() - time.perf_counter()
 
 @dataclass(frozen=True)
 class Phase:
-    """A measured span on the board's clock (seconds since the epoch) and the frames it covered."""
+    """A measured span on the board's clock (seconds since the epoch), the frames it covered, and how steadily
+    they came: the longest and the 90th-percentile wait between frames, so that a stall shows."""
 
     phase: str
     round: int
     start: float
     end: float
     frames: int
+    longest_gap_s: float
+    typical_gap_s: float
 
     @classmethod
-    def between(cls, phase: str, index: int, start_perf: float, end_perf: float, frames: int) -> Phase:
-        return cls(phase, index, start_perf + _EPOCH_OFFSET, end_perf + _EPOCH_OFFSET, frames)
+    def between(cls, phase: str, index: int, marks: list[float], frames: int) -> Phase:
+        """From perf_counter marks: the phase's start, then the time each frame (or batch) was done."""
+        gaps = np.diff(marks) if len(marks) > 1 else np.zeros(1)
+        return cls(phase, index, marks[0] + _EPOCH_OFFSET, marks[-1] + _EPOCH_OFFSET, frames,
+                   round(float(gaps.max()), 6), round(float(np.percentile(gaps, 90)), 6))
 
 
 @dataclass
@@ -84,8 +90,8 @@ class Round:
 
 def _raw(
     backend: Backend, images: list[np.ndarray], batch: int, frames: int, warmup: int, duration_s: float | None
-) -> tuple[float, list[float], float, float]:
-    """(FPS, per-call latencies, perf_counter at the first timed call, perf_counter after the last)."""
+) -> tuple[float, list[float], list[float]]:
+    """(FPS, per-call latencies, perf_counter at the first timed call and after each)."""
     tensors = [letterbox(img, backend.input_hw)[0] for img in images[:batch]]
     while len(tensors) < batch:
         tensors.append(tensors[len(tensors) % len(images)])
@@ -94,20 +100,20 @@ def _raw(
         backend.infer(data)
     iterations = max(1, math.ceil(frames / batch))
     latencies = []
-    started = time.perf_counter()
-    while (len(latencies) < iterations) if duration_s is None else (time.perf_counter() - started < duration_s):
+    marks = [time.perf_counter()]
+    while (len(latencies) < iterations) if duration_s is None else (marks[-1] - marks[0] < duration_s):
         t0 = time.perf_counter()
         backend.infer(data)
-        latencies.append(time.perf_counter() - t0)
-    ended = time.perf_counter()
-    return len(latencies) * batch / (ended - started), latencies, started, ended
+        marks.append(time.perf_counter())
+        latencies.append(marks[-1] - t0)
+    return len(latencies) * batch / (marks[-1] - marks[0]), latencies, marks
 
 
 def _pipeline(
     backend: Backend, layout: OutputLayout, images: list[np.ndarray], batch: int, frames: int, warmup: int
-) -> tuple[float, float, Pipeline, float, float, int]:
+) -> tuple[float, float, Pipeline, list[float]]:
     """Frames per second between the first and last measured emit, the engine's busy share, the pipeline, and
-    the measured span: perf_counter at the first and last measured emit and the frames emitted in between."""
+    the measured emits' perf_counter times."""
     skip = warmup * batch
     emitted: list[float] = []
     engine: list[tuple[float, float]] = []
@@ -123,8 +129,7 @@ def _pipeline(
     calls = sorted(set(engine[first:]))  # frames of one batch share one engine call
     wall = calls[-1][1] - calls[0][0] if calls else 0.0
     busy = sum(end - start for start, end in calls) / wall if wall > 0 else 0.0
-    counted = len(emitted) - first - 1
-    return (counted / span if span > 0 else 0.0), busy, pipeline, emitted[first], emitted[-1], counted
+    return ((len(emitted) - first - 1) / span if span > 0 else 0.0), busy, pipeline, emitted[first:]
 
 
 def measure(
@@ -145,14 +150,12 @@ def measure(
     """
     out = []
     for index in range(max(1, rounds)):
-        raw_fps, raw_latencies, raw_start, raw_end = _raw(backend, images, batch, frames, warmup, duration_s)
+        raw_fps, raw_latencies, raw_marks = _raw(backend, images, batch, frames, warmup, duration_s)
         pipeline_frames = frames if duration_s is None else max(2, round(raw_fps * duration_s))
-        pipeline_fps, busy, pipeline, first, last, counted = _pipeline(
-            backend, layout, images, batch, pipeline_frames, warmup
-        )
+        pipeline_fps, busy, pipeline, emits = _pipeline(backend, layout, images, batch, pipeline_frames, warmup)
         phases = (
-            Phase.between("raw", index, raw_start, raw_end, len(raw_latencies) * batch),
-            Phase.between("pipeline", index, first, last, counted),
+            Phase.between("raw", index, raw_marks, len(raw_latencies) * batch),
+            Phase.between("pipeline", index, emits, len(emits) - 1),
         )
         out.append(Round(raw_fps, pipeline_fps, raw_latencies, pipeline, pipeline_frames, phases, busy))
     return out
@@ -161,6 +164,7 @@ def measure(
 def run_bench(
     model_path: str | None,
     *,
+    labels: str | None = None,
     frames: int = 300,
     duration_s: float | None = None,
     rounds: int = 1,
@@ -179,7 +183,7 @@ def run_bench(
     reports its own (so that a reader can tell the run's spread). ``phases`` gives every measured
     span on the board's clock; ``wall_s`` is the whole command, engine build and warm-up included.
     """
-    model = load_model(model_path)
+    model = load_model(model_path, labels)
     options = {"threads": threads} if threads else {}
     started = time.time()
     with create_backend(

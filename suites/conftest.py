@@ -7,6 +7,7 @@ Options are checked when pytest starts, before a board is leased: a wrong one is
 
 from __future__ import annotations
 
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -18,14 +19,14 @@ from harness.board import Board
 from harness.board.guard import PowerGuard
 from harness.deploy import ModuleHandle, NativeDeployer, ServiceSpec
 from harness.deploy.bundle import MODULE_DIR, module_bundle
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.gates import BaselineGate, GatePolicy, load_policy, resolve_baseline
 from harness.gates.baseline import results_file
 from harness.golden import FixtureSet
 from harness.model_card import ModelCard, load_card
 from harness.profiles import DeviceProfile, PowerMode
 from harness.pytest_plugin import selected_profile
-from harness.results import ResultsWriter, RowContext, read_modeled, write_benchmark_json
+from harness.results import BenchmarkFile, ResultsWriteError, ResultsWriter, Row, RowContext, read_modeled
 from module.backends import PRECISIONS
 from module.model import file_sha256
 
@@ -80,6 +81,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--batch") != "profile" and not all(v.isdigit() and int(v) > 0
                                                             for v in _listed(config, "--batch")):
         raise pytest.UsageError(f"--batch: expected 'profile' or positive integers, got {config.getoption('--batch')}")
+    report_dir = Path(config.getoption("--report-dir"))
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=report_dir, prefix=".writable-"):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(f"--report-dir {report_dir}: not a folder this user can write ({exc.strerror or exc})"
+                                "; pass another one") from None
     try:
         config.stash[POLICY] = load_policy(config.getoption("--regression-config"))
         baseline = config.getoption("--baseline")
@@ -89,6 +98,19 @@ def pytest_configure(config: pytest.Config) -> None:
         FixtureSet(config.getoption("--fixtures-dir")).load_golden()
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """--power-mode against the leased board's profile (known once it is leased), before any test runs."""
+    profile = selected_profile(session.config)
+    if profile is None:
+        return
+    try:
+        if not power_modes(session.config, profile):
+            raise ConfigError("--power-mode", "", "no power mode given; use ids or names, default, max or all")
+    except HarnessError as exc:
+        pytest.exit(f"jetson-hil: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def precisions(config: pytest.Config, profile: DeviceProfile) -> list[str]:
@@ -158,9 +180,23 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
                 terminalreporter.write_line(f"{name}: {path / name}")
 
 
+class _RunStopsOnWriteFailure(ResultsWriter):
+    """A row that cannot be written (disk full) stops the whole run with one line naming the file."""
+
+    def write(self, row: Row) -> None:
+        try:
+            super().write(row)
+        except ResultsWriteError as exc:
+            pytest.exit(f"jetson-hil: {exc}: the run stops here", returncode=3)
+
+
 @pytest.fixture(scope="session")
 def results(run_dir: Path) -> Iterator[ResultsWriter]:
-    with ResultsWriter(run_dir / "results.csv") as writer:
+    try:
+        writer = _RunStopsOnWriteFailure(run_dir / "results.csv")
+    except ResultsWriteError as exc:
+        pytest.exit(f"jetson-hil: {exc}", returncode=3)
+    with writer:
         yield writer
 
 
@@ -174,13 +210,9 @@ def modeled(board: Board) -> frozenset[str]:
 
 
 @pytest.fixture(scope="session")
-def benchmarks(request: pytest.FixtureRequest, run_dir: Path, board: Board) -> Iterator[list]:
-    """pytest-benchmark entries, written to benchmark.json at the end (also after failures)."""
-    entries: list = []
-    yield entries
-    if entries:
-        write_benchmark_json(run_dir / "benchmark.json", entries, machine_info={"node": board.name,
-                                                                             "profile": board.profile.name})
+def benchmarks(run_dir: Path, board: Board) -> BenchmarkFile:
+    """pytest-benchmark entries, benchmark.json rewritten whole at each (a killed run leaves it complete)."""
+    return BenchmarkFile(run_dir / "benchmark.json", machine_info={"node": board.name, "profile": board.profile.name})
 
 
 @pytest.fixture(scope="session")
@@ -214,10 +246,10 @@ def deployed(board: Board, module_dir: Path, record_testsuite_property) -> Itera
 
 
 @pytest.fixture(scope="session")
-def power_guard(board: Board) -> Iterator[PowerGuard]:
-    """Power mode and clocks as found at the start, restored at the end whatever happened."""
-    with PowerGuard(board) as guard:
-        yield guard
+def power_guard(board: Board) -> PowerGuard:
+    """Power mode and clocks for the measurements; the board's state restores them at the end of the session,
+    and its watchdog does if the harness dies."""
+    return PowerGuard(board)
 
 
 @pytest.fixture

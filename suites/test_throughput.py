@@ -25,23 +25,28 @@ import pytest
 from harness.board import Board
 from harness.board.guard import PowerGuard
 from harness.deploy import ModuleHandle
+from harness.errors import CommandTimeout, HarnessError, TransportError
 from harness.gates import BaselineGate, check_floors
 from harness.profiles import PowerMode
-from harness.results import ResultsWriter, RowContext, benchmark_entry, observations
-from harness.telemetry.phases import bench_figures
-from harness.telemetry.window import TelemetryWindow
+from harness.results import BenchmarkFile, ResultsWriter, RowContext, benchmark_entry, observations
+from harness.telemetry.phases import Figure, bench_figures, stalls
+from harness.telemetry.window import TelemetryWindow, TimedSample
 
 WARMUP_ITERATIONS = 10
+#: a measurement found invalid (a stall, telemetry gone quiet, the link broken) is taken once more, then failed
+MEASUREMENT_ATTEMPTS = 2
 
 
 @pytest.fixture(scope="module")
-def quiet_module(deployed: ModuleHandle) -> Iterator[ModuleHandle]:
-    """The service's own pipeline paused so that the bench has the board to itself; resumed after."""
-    deployed.api("/stop", "POST")
+def quiet_module(deployed: ModuleHandle, board: Board) -> Iterator[ModuleHandle]:
+    """The service's own pipeline paused so that the bench has the board to itself; resumed after (journaled:
+    a harness killed meanwhile leaves a module that the board's watchdog resumes)."""
+    resume = deployed.api_call_on_board("/start", "POST")
+    board.state.change("module paused", resume, lambda: deployed.api("/stop", "POST"))
     try:
         yield deployed
     finally:
-        deployed.api("/start", "POST")
+        board.state.revert(resume)
 
 
 @pytest.fixture
@@ -52,35 +57,64 @@ def mode_applied(power_guard: PowerGuard, power_mode: PowerMode) -> PowerMode:
     return power_mode
 
 
+def measure(module: ModuleHandle, board: Board, mode: PowerMode, args: list[str], interval_ms: int,
+            timeout: float) -> tuple[dict | None, list[TimedSample], list[str]]:
+    """One bench with its telemetry window: (bench document, samples, why it is not a valid measurement)."""
+    window = TelemetryWindow(board, interval_ms=interval_ms)
+    try:
+        with window:
+            run = module.run_module(args, timeout=timeout)
+    except CommandTimeout as exc:  # the transport has killed the bench on the board
+        return None, [], [f"the bench stalled ({exc})"]
+    except TransportError as exc:  # the transport has killed the bench on the board, over a new connection
+        return None, [], [f"the link to {board.name} broke during the bench ({exc})"]
+    except HarnessError as exc:
+        return None, [], [f"telemetry lost during the bench ({exc})"]
+    if not run.ok:
+        pytest.fail(f"bench on {board.name} failed (exit {run.exit_status}): {run.stderr.strip()[-800:]}",
+                    pytrace=False)
+    after = board.power_mode()
+    if after.id != mode.id:
+        pytest.fail(f"{board.name}: the power mode changed under the measurement ({mode.name} → {after.name});"
+                    " its figures are invalid and were not recorded", pytrace=False)
+    bench = json.loads(run.stdout)
+    samples = window.stop()
+    return bench, samples, stalls(bench, samples, interval_ms / 1000)
+
+
 def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, module_info: dict, board: Board,
                     mode_applied: PowerMode, batch: int, precision: str, results: ResultsWriter,
-                    row_context: RowContext, modeled: frozenset[str], benchmarks: list,
+                    row_context: RowContext, modeled: frozenset[str], benchmarks: BenchmarkFile,
                     baseline_gate: BaselineGate | None) -> None:
     if precision not in module_info["precisions"]:
         pytest.skip(f"{module_info['backend']} on {board.name} runs {', '.join(module_info['precisions'])} only")
     config = request.config
     duration, rounds = config.getoption("--duration"), config.getoption("--rounds")
+    interval_ms = config.getoption("--telemetry-interval")
     args = ["bench", "--duration", f"{duration / rounds:g}", "--rounds", str(rounds), "--batch", str(batch),
             "--warmup", str(WARMUP_ITERATIONS), "--precision", precision, "--backend", module_info["backend"]]
-    window = TelemetryWindow(board, interval_ms=config.getoption("--telemetry-interval"))
-    with window:
-        run = quiet_module.run_module(args, timeout=300 + 4 * duration)
-    if not run.ok:
-        pytest.fail(f"bench on {board.name} failed (exit {run.exit_status}): {run.stderr.strip()[-800:]}",
-                    pytrace=False)
-    after = board.power_mode()
-    if after.id != mode_applied.id:
-        pytest.fail(f"{board.name}: the power mode changed under the measurement ({mode_applied.name} → {after.name});"
-                    " its figures are invalid and were not recorded", pytrace=False)
-    bench = json.loads(run.stdout)
-    figures, notes = bench_figures(bench, window.stop(), board.profile, mode_applied)
+    tried: list[str] = []
+    for attempt in range(1, MEASUREMENT_ATTEMPTS + 1):
+        bench, samples, invalid = measure(quiet_module, board, mode_applied, args, interval_ms, 300 + 4 * duration)
+        if not invalid:
+            break
+        tried.append(f"attempt {attempt}: " + "; ".join(invalid))
+        warnings.warn(f"{board.name} {mode_applied.name} b{batch} {precision}: invalid measurement, "
+                      f"{'measuring again' if attempt < MEASUREMENT_ATTEMPTS else 'giving up'}: {tried[-1]}",
+                      stacklevel=1)
+    else:
+        pytest.fail(f"{board.name}: no valid measurement in {MEASUREMENT_ATTEMPTS} attempts, nothing recorded: "
+                    + " | ".join(tried), pytrace=False)
+    assert bench is not None
+    figures, notes = bench_figures(bench, samples, board.profile, mode_applied)
+    figures.append(Figure(None, "measurement_attempts", float(attempt), "count", None))
 
     context = replace(row_context, power_mode=mode_applied.name, precision=precision, batch=batch,
                       backend=bench["backend"], device=bench["device"], quantizer=bench["quantizer"])
     rows = [row for f in figures for row in observations(replace(context, phase=f.phase), [f.row()], modeled)]
     results.write_all(rows)
     by_phase = {(r.phase, r.metric): r for r in rows}
-    benchmarks.append(benchmark_entry(
+    benchmarks.add(benchmark_entry(
         f"throughput[{mode_applied.name}-b{batch}-{precision}]",
         [ms / 1000.0 for ms in bench["raw_latencies_ms"]],
         group=f"{board.profile.name} {bench['backend']} ({bench['device']})",
@@ -96,9 +130,9 @@ def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, 
         warnings.warn(f"{board.name} {mode_applied.name} b{batch} {precision}: {note}", stacklevel=1)
     problems = []
     for phase in ("raw", "pipeline"):
-        samples = by_phase.get((phase, "telemetry_samples"))
-        if samples is None or samples.value < 2 * rounds:
-            problems.append(f"{phase}: tegrastats gave {samples.value if samples else 0:.0f} samples inside "
+        count = by_phase.get((phase, "telemetry_samples"))
+        if count is None or count.value < 2 * rounds:
+            problems.append(f"{phase}: tegrastats gave {count.value if count else 0:.0f} samples inside "
                             f"{rounds} round(s); at least 2 per round are needed")
     figures_now = {r.metric: (r.value, r.source) for r in rows}
     floors = check_floors(board.profile, mode_applied, precision, batch, backend=bench["backend"],

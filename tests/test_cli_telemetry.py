@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,46 @@ def test_parse_stays_a_subcommand() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "parse" in result.stdout
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Path:
+    """A real Orin Nano capture with what goes wrong in a lab: a corrupted VDD_IN token, an impossible rail and
+    GPU load, and the output of another tool (`ls -l /`) appended to the log."""
+    line = (DATA / "orin-nano-super-jp6.2-user.txt").read_text().splitlines()[0]
+    listing = subprocess.run(["ls", "-l", "/"], capture_output=True, text=True, check=True).stdout
+    path = tmp_path / "tegrastats.log"
+    path.write_text("\n".join([
+        line,
+        line.replace("VDD_IN 4556mW/4556mW", "VDD_IN 45x6mW/4556mW"),
+        line.replace("VDD_CPU_GPU_CV 483mW/483mW", "VDD_CPU_GPU_CV 99999999mW/483mW"),
+        line.replace("GR3D_FREQ 0%", "GR3D_FREQ 101%"),
+        *listing.splitlines()[:3],
+    ]) + "\n")
+    return path
+
+
+def test_a_damaged_capture_is_reported_line_by_line(damaged: Path) -> None:
+    result = runner.invoke(app, ["parse", str(damaged), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 4  # the ls lines are left out, not turned into rows of nulls
+    # one rule for the whole capture: the sample whose VDD_IN is corrupt gets no total, not the sum of the others
+    assert [r["total_power_mw"] for r in records] == [4556.0, None, 4556.0, 4556.0]
+    assert "VDD_CPU_GPU_CV" not in records[2]["rails_mw"] and records[3]["gpu_util_pct"] is None
+    report = result.stderr.splitlines()
+    assert report[0] == "4 of 7 lines parsed; total power by VDD_IN"
+    assert report[1] == "3 unparsable line(s), left out: lines 5, 6, 7"
+    assert "line 3: rail VDD_CPU_GPU_CV 1e+08 mW is impossible (0..200000); the value was dropped" in report
+    assert "line 4: GPU load 101% is impossible; the value was dropped" in report
+    assert report[-1] == "1 sample(s) without VDD_IN have no total power: lines 2"
+    assert runner.invoke(app, ["parse", str(damaged), "--strict"]).exit_code == 1
+    assert runner.invoke(app, ["parse", str(DATA / "orin-nano-super-jp6.2-user.txt"), "--strict"]).exit_code == 0
+
+
+def test_a_rail_no_sample_has_is_one_line_not_null_totals(capture: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "harness", "telemetry", "parse", str(capture), "--total-power",
+                           "VDD_BOGUS"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.strip() == ("error: rail 'VDD_BOGUS' is in none of the samples; rails there: VDDQ_VDD2_1V8AO, "
+                                   "VDD_CPU_CV, VDD_GPU_SOC, VIN_SYS_5V0")

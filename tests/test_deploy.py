@@ -8,7 +8,6 @@ import time
 import pytest
 
 from harness.board import Board
-from harness.board.guard import PowerGuard
 from harness.deploy import NativeDeployer, ServiceSpec, deploy_native
 from harness.errors import DeployError
 
@@ -92,27 +91,3 @@ def test_a_module_that_cannot_start_fails_the_deploy_early_with_its_reason(virtu
         assert time.monotonic() - started < 60
     finally:
         deploy_native(virtual_board, ServiceSpec(fps_cap=5)).close()  # leave a healthy module for the next test
-
-
-def test_power_mode_and_clocks_are_restored_when_the_measurement_fails(virtual_board: Board) -> None:
-    start = virtual_board.power_mode()
-    other = next(m for m in virtual_board.profile.power_modes if m.id != start.id)
-    with pytest.raises(RuntimeError, match="midway"), PowerGuard(virtual_board) as guard:
-        guard.set_mode(other.id)
-        guard.lock_clocks()
-        assert virtual_board.power_mode().id == other.id and virtual_board.clocks_status().locked
-        raise RuntimeError("test failed midway")
-    assert virtual_board.power_mode().id == start.id
-    assert not virtual_board.clocks_status().locked
-    assert not virtual_board.transport.run("pgrep -f 'sleep 900'", timeout=15).ok, "dead-man left armed"
-
-
-def test_the_dead_man_restores_the_board_when_the_harness_dies(virtual_board: Board) -> None:
-    start = virtual_board.power_mode()
-    other = next(m for m in virtual_board.profile.power_modes if m.id != start.id)
-    guard = PowerGuard(virtual_board, deadman_s=2).__enter__()
-    guard.set_mode(other.id)
-    guard.lock_clocks()
-    # the harness "dies" here: no restore, no disarm; the board must heal itself
-    _wait(lambda: virtual_board.power_mode().id == start.id, 20, "the dead-man did not restore the power mode")
-    _wait(lambda: not virtual_board.clocks_status().locked, 20, "the dead-man did not restore the clocks")

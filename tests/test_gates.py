@@ -121,6 +121,8 @@ def test_the_checked_in_policy_loads_and_a_broken_one_says_where(tmp_path: Path)
     (["--precision", "fp64"], "--precision: unknown fp64; choose from fp32, fp16, int8"),
     (["--batch", "two"], "--batch: expected 'profile' or positive integers"),
     (["--module", "/tmp"], "not a module directory"),
+    (["--report-dir", "/etc/hostname"], "--report-dir /etc/hostname: not a folder this user can write (File exists)"),
+    (["--report-dir", "/proc/self"], "--report-dir /proc/self: not a folder this user can write"),
 ])
 def test_bad_suite_options_are_one_line_before_any_board(args: list[str], message: str) -> None:
     done = subprocess.run([sys.executable, "-m", "pytest", "suites", "--device=virtual:nano", *args,
@@ -128,3 +130,16 @@ def test_bad_suite_options_are_one_line_before_any_board(args: list[str], messag
     assert done.returncode == 4, done.stdout + done.stderr  # pytest's usage error: nothing ran
     assert message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2
+
+
+@pytest.mark.parametrize(("modes", "message"), [
+    ("bogus", "profile nano: power mode: unknown mode 'bogus'; known: 0=MAXN, 1=5W"),
+    ("", "--power-mode: no power mode given"),
+])
+def test_a_power_mode_the_board_lacks_stops_the_run_before_any_test(modes: str, message: str) -> None:
+    """Checked against the board's profile (the leased one's: a lab tag may span profiles), once, before tests."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "suites", "--device=nano", "--power-mode", modes,
+                           "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.stderr.strip() == f"Exit: jetson-hil: {message}" if modes else message in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and "passed" not in done.stdout

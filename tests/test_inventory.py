@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -123,3 +126,49 @@ def test_lease_is_exclusive_across_processes(tmp_path: Path) -> None:
         proc.communicate("\n", timeout=10)
     with acquire(["a"], tmp_path, timeout=5) as lease:
         assert lease.board == "a"
+
+
+def test_a_wait_for_a_busy_board_says_who_holds_it(tmp_path: Path) -> None:
+    heard: list[str] = []
+    with acquire(["nx-01"], tmp_path, timeout=5, purpose="nightly"), \
+            pytest.raises(LeaseError, match=r"nx-01 held by pid \d+ on .* \(nightly\)\); waited 1s"):
+        acquire(["nx-01"], tmp_path, timeout=1.0, say=heard.append)
+    assert len(heard) == 1 and heard[0].startswith("waiting for a free board (0 of 1 s): nx-01 held by pid")
+
+
+def test_an_unwritable_lease_folder_is_one_line(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "leases"
+    not_a_folder.write_text("a file where the lease folder should be")
+    with pytest.raises(LeaseError, match=rf"lease folder {not_a_folder} is not writable .*set lease_dir"):
+        acquire(["nx-01"], not_a_folder, timeout=1)
+
+
+@pytest.mark.sshd
+def test_hil_devices_calls_reachable_only_a_port_that_speaks_ssh(sshd_server, tmp_path: Path) -> None:
+    silent, chatty = socket.socket(), socket.socket()
+    for listener in (silent, chatty):
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+    def greet() -> None:  # a service on the port that is not SSH: it speaks first, like an FTP server
+        connection, _ = chatty.accept()
+        connection.sendall(b"220 ftp ready\r\n")
+        connection.close()
+
+    threading.Thread(target=greet, daemon=True).start()
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(textwrap.dedent(f"""\
+        boards:
+          - {{name: ssh-ok, profile: nano, transport: {{kind: ssh, host: 127.0.0.1, port: {sshd_server.port}}}}}
+          - {{name: silent, profile: nano, transport: {{kind: ssh, host: 127.0.0.1, port: {silent.getsockname()[1]}}}}}
+          - {{name: ftp, profile: nano, transport: {{kind: ssh, host: 127.0.0.1, port: {chatty.getsockname()[1]}}}}}
+    """))
+    done = subprocess.run([sys.executable, "-m", "harness", "devices", "--lab", str(lab)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") > 5}
+    assert "│ yes" in rows["ssh-ok"]
+    assert "no (port" in rows["silent"] and "no SSH banner within 2 s" in rows["silent"]
+    assert "answers, but not as SSH: b'220 ftp ready" in rows["ftp"]
+    silent.close()
+    chatty.close()

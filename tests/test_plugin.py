@@ -43,6 +43,18 @@ def test_without_device_board_tests_skip(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*no board selected: pass --device*"])
 
 
+THREE_BOARD_TESTS = """
+def test_a(board):
+    pass
+
+def test_b(board):
+    pass
+
+def test_c(board):
+    pass
+"""
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,19 +69,7 @@ boards:
     profile: xavier-nx
     transport: {{kind: ssh, host: 127.0.0.1, port: {_closed_port()}, connect_timeout: 2}}
 """)
-    pytester.makepyfile("""
-        def test_a(board):
-            pass
-
-        def test_b(board):
-            pass
-
-        def test_c(board):
-            pass
-
-        def test_no_board():
-            pass
-    """)
+    pytester.makepyfile(THREE_BOARD_TESTS + "\ndef test_no_board():\n    pass\n")
     result = pytester.runpytest_subprocess("--device=gone", f"--lab={lab}", "-rs",
                                            f"--basetemp={tmp_path / 'base'}",
                                            "-o", f"cache_dir={tmp_path / 'cache'}")
@@ -125,3 +125,39 @@ boards:
 def _private_leases(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each test leases from its own folder, so tests never wait on each other's boards."""
     monkeypatch.setenv("JETSON_HIL_LEASE_DIR", str(tmp_path / "leases"))
+
+
+@pytest.mark.virtual
+@pytest.mark.parametrize("virtual_board", ["xavier-nx"], indirect=True)
+def test_tests_are_built_from_the_leased_boards_profile(virtual_board, pytester: pytest.Pytester,
+                                                        tmp_path: Path) -> None:
+    """`tag:` spans a Nano (first in the inventory, but busy) and the virtual Xavier NX (free): the throughput
+    tests must carry the Xavier NX's power modes, not the first board's."""
+    import yaml
+
+    from harness.lease import acquire
+    from harness.virtual import boards
+
+    nx = boards.find(virtual_board.name).entry(tags=("mixed",)).model_dump(mode="json", exclude_none=True)
+    nano = {"name": "nano-busy", "profile": "nano", "tags": ["mixed"],
+            "transport": {"kind": "ssh", "host": "127.0.0.1", "port": _closed_port()}}
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"lease_dir": str(tmp_path / "leases"), "boards": [nano, nx]}))
+    suites = Path(__file__).resolve().parents[1] / "suites"
+    with acquire(["nano-busy"], tmp_path / "leases", timeout=5, purpose="another job"):
+        result = pytester.runpytest_subprocess(str(suites / "test_throughput.py"), f"--lab={lab}",
+                                               "--device=tag:mixed", "--collect-only", "-q", "--precision", "fp32",
+                                               "--batch", "1", "-p", "no:cacheprovider")
+    ids = [line for line in result.stdout.lines if "test_throughput[" in line]
+    assert ids == [f"{suites.name}/test_throughput.py::test_throughput[{mode}-b1-fp32]"
+                   for mode in ("MODE_15W_6CORE", "MODE_20W_6CORE")], result.stdout.str()
+
+
+def test_a_broken_lab_file_is_reported_once(pytester: pytest.Pytester) -> None:
+    lab = pytester.path / "lab.yaml"
+    lab.write_text("boards:\n  - {name: nx1, profile: xavier-nxx, transport: {kind: local}}\n")
+    pytester.makepyfile(THREE_BOARD_TESTS)
+    result = pytester.runpytest_subprocess("--device=nx1", f"--lab={lab}")
+    result.assert_outcomes(errors=1, skipped=2)
+    errors = [line for line in result.stdout.lines if "unknown profile 'xavier-nxx'" in line]
+    assert len(errors) <= 2 and "Traceback" not in result.stdout.str()  # the error, and its summary line

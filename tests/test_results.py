@@ -19,6 +19,7 @@ from harness.errors import HarnessError
 from harness.profiles import get_profile
 from harness.results import (
     FIELDS,
+    BenchmarkFile,
     ResultsWriter,
     Row,
     RowContext,
@@ -92,13 +93,65 @@ def test_a_file_with_other_columns_is_refused(tmp_path: Path) -> None:
         read_results(path)
 
 
-def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+def test_a_torn_last_line_is_skipped_and_set_aside_when_the_file_is_reopened(tmp_path: Path) -> None:
+    """A rerun with the same --run-id must not glue its first row onto a half row a crash left."""
     path = tmp_path / "run.csv"
     with ResultsWriter(path) as writer:
         writer.write(CONTEXT.row("fps", 1.0, "fps"))
     with path.open("a") as f:
         f.write("r1,orin-01,agx-orin,MAXN,fp16,4,detec")
-    assert [r.value for r in read_results(path)] == [1.0]
+    assert [r.value for r in read_results(path)] == [1.0]  # a reader skips the torn line
+    with pytest.warns(UserWarning, match=r"last line was cut off .* moved 37 bytes to .*run\.csv\.torn"), \
+            ResultsWriter(path) as writer:
+        writer.write(CONTEXT.row("fps", 2.0, "fps"))
+    assert [r.value for r in read_results(path)] == [1.0, 2.0]
+    assert all(len(line.split(",")) == len(FIELDS) for line in path.read_text().splitlines())
+    assert (tmp_path / "run.csv.torn").read_text() == "r1,orin-01,agx-orin,MAXN,fp16,4,detec\n"
+
+
+def test_the_header_is_there_before_the_first_row(tmp_path: Path) -> None:
+    path = tmp_path / "run.csv"
+    ResultsWriter(path).close()  # a run killed before it measured anything
+    assert path.read_text() == ",".join(FIELDS) + "\n"
+    assert read_results(path) == []
+
+
+# Writes rows until the file may grow no more (RLIMIT_FSIZE: the kernel's per-process file size limit, which
+# fails writes past it like a full disk does), then reports what the writer raised.
+FULL_DISK = textwrap.dedent("""
+    import resource, signal, sys
+    from harness.results import ResultsWriteError, ResultsWriter, RowContext
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+    context = RowContext(run="r1", board="nx-01", profile="xavier-nx", suite="s", test="t")
+    with ResultsWriter(sys.argv[1]) as writer:
+        try:
+            for i in range(1000):
+                writer.write(context.row("latency", i, "ms"))
+        except ResultsWriteError as exc:
+            print(exc)
+""")
+
+
+def test_a_full_disk_stops_with_the_file_named_and_whole(tmp_path: Path) -> None:
+    path = tmp_path / "run.csv"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    # the row that crossed the limit was written in part (a short write), which the writer took back
+    assert done.stdout.startswith(f"cannot write to the results file {path}: short write"), done.stdout + done.stderr
+    text = path.read_text()
+    assert text.endswith("\n") and len(text.encode()) <= 3000  # the half row that did not fit was taken back
+    values = [r.value for r in read_results(path)]
+    assert values == [float(i) for i in range(len(values))] and len(values) > 5
+
+
+def test_benchmark_json_is_replaced_whole(tmp_path: Path) -> None:
+    target = tmp_path / "benchmark.json"
+    book = BenchmarkFile(target, machine_info={"node": "nx-01"})
+    book.add(benchmark_entry("a", [0.010, 0.011]))
+    book.add(benchmark_entry("b", [0.020, 0.021]))
+    assert [b["name"] for b in json.loads(target.read_text())["benchmarks"]] == ["a", "b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["benchmark.json"]  # no temporary left beside it
 
 
 def test_rows_survive_sigkill_of_the_writer(tmp_path: Path) -> None:

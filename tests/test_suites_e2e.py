@@ -10,17 +10,19 @@ verdict that names it. The board is started once for this file and reused by eve
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.board.state import STATE_DIR
 from harness.golden import FixtureSet
 from harness.profiles import get_profile
 from tests.module_copies import BROKEN_LETTERBOX, SLOWER_ENGINE, module_copy, worse_model
@@ -165,3 +167,92 @@ def test_a_power_mode_switched_under_a_measurement_fails_it(board_name: str, tmp
     assert list(outcomes(junit).values()) == ["failed"], done.stdout[-3000:]
     assert f"the power mode changed under the measurement ({profile.default_mode.name} → {other.name})" in done.stdout
     assert not [r for r in rows(tmp_path, "switched") if r["suite"] == "test_throughput"]  # nothing recorded
+
+
+def board_runs(container, pattern: str) -> bool:
+    return container.exec_run(["pgrep", "-f", pattern]).exit_code == 0
+
+
+def when_the_bench_runs(container, fault: Callable[[], None]) -> threading.Thread:
+    """Apply `fault` to the board once a bench has been running for a few seconds (inside its raw phase)."""
+    def watch() -> None:
+        deadline = time.monotonic() + CHILD_TIMEOUT_S
+        while time.monotonic() < deadline and not board_runs(container, "module bench"):
+            time.sleep(0.2)
+        time.sleep(4)  # where the fault lands: engine ready, raw phase under way (not a synchronisation)
+        fault()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_stalled_board_gives_no_figure_until_a_clean_measurement(board_name: str, tmp_path: Path) -> None:
+    """The board freezes for 5 s mid-bench (docker pause: every process, sshd and tegrastats too): that
+    measurement is invalid and taken again; the recorded figure is the clean one."""
+    from harness.virtual.engine import docker_client
+
+    container = docker_client().containers.get(board_name)
+
+    def freeze() -> None:
+        container.pause()
+        time.sleep(5)  # the stall's length
+        container.unpause()
+
+    stall = when_the_bench_runs(container, freeze)
+    done, junit = suites(tmp_path, "stalled", "--power-mode", "default", "--batch", "1", "--precision", "fp32",
+                         "--duration", "8", "--rounds", "1", tests="suites/test_throughput.py")
+    stall.join(30)
+    assert list(outcomes(junit).values()) == ["passed"], done.stdout[-3000:]
+    assert "invalid measurement, measuring again: attempt 1: raw round 1: no frame for" in done.stdout
+    table = {r["metric"]: float(r["value"]) for r in rows(tmp_path, "stalled")}
+    assert table["measurement_attempts"] == 2
+
+
+def test_a_killed_run_leaves_whole_results_and_a_board_that_puts_itself_back(board_name: str,
+                                                                            tmp_path: Path) -> None:
+    from harness.results import read_results
+    from harness.virtual.engine import docker_client
+
+    container = docker_client().containers.get(board_name)
+    profile = get_profile(PROFILE)
+    report = tmp_path / "killed"
+    command = [sys.executable, "-m", "pytest", "suites/test_throughput.py", f"--device=virtual:{PROFILE}",
+               "--report-dir", str(tmp_path), "--run-id", "killed", f"--junitxml={report / 'junit.xml'}",
+               "--power-mode", "max", "--batch", "1,4", "--precision", "fp32", "--duration", "30", "--rounds", "1",
+               "--watchdog-timeout", "8", "-p", "no:cacheprovider", "-q"]
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + CHILD_TIMEOUT_S  # the first test done, the second one's bench running
+        while not ((report / "benchmark.json").is_file() and board_runs(container, "module bench --duration 30 "
+                                                                                     "--rounds 1 --batch 4")):
+            assert time.monotonic() < deadline and child.poll() is None, "the run never got to its second test"
+            time.sleep(0.5)
+    finally:
+        child.kill()  # SIGKILL: no teardown, no restore
+        child.wait(30)
+    killed_at = time.monotonic()
+    assert len(read_results(report / "results.csv")) > 10  # every row whole
+    assert [b["name"] for b in json.loads((report / "benchmark.json").read_text())["benchmarks"]] == [
+        f"throughput[{profile.max_mode.name}-b1-fp32]"]
+    cases = [case.get("name") for case in ET.parse(report / "junit.xml").iter("testcase")]
+    assert cases == [f"test_throughput[{profile.max_mode.name}-b1-fp32]"]
+
+    def put_back() -> bool:
+        mode = container.exec_run(["nvpmodel", "-q"]).output.decode()
+        journal = container.exec_run(["test", "-e", f"{STATE_DIR}/journal.json"]).exit_code == 0
+        return profile.default_mode.name in mode and not journal
+
+    while not put_back():
+        assert time.monotonic() - killed_at < 30, "the board did not put itself back"
+        time.sleep(0.5)
+    took = time.monotonic() - killed_at
+    assert took < 8 + 10, took
+    last = json.loads(container.exec_run(["cat", f"{STATE_DIR}/last-restore.json"]).output)
+    assert {u["what"] for u in last["undone"]} == {f"power mode {profile.default_mode.name} → {profile.max_mode.name}",
+                                                   "clocks locked", "module paused"}
+    print(f"board restored {took:.1f} s after SIGKILL (watchdog timeout 8 s)")
+    # the next run right after: the module the killed run paused runs again, its endless bench is gone
+    done, junit = suites(tmp_path, "after", "-k", "health", tests="suites/test_correctness.py")
+    assert list(outcomes(junit).values()) == ["passed"], done.stdout[-3000:]
+    assert not board_runs(container, "module bench --duration 30")

@@ -18,7 +18,7 @@ import pytest
 
 from harness.board.board import Board
 from harness.profiles import get_profile
-from harness.telemetry.phases import bench_figures, reduce_rounds
+from harness.telemetry.phases import bench_figures, reduce_rounds, stalls
 from harness.telemetry.tegrastats import TegrastatsSample, parse_file, parse_line
 from harness.telemetry.window import TelemetryWindow, TimedSample, summarize
 from harness.transport.local import LocalTransport
@@ -142,3 +142,20 @@ def test_live_window_assigns_each_power_step_to_its_phase(tmp_path: Path, monkey
     assert got["pipeline", "power_mean"] == pytest.approx(6.0, rel=0.05)
     assert got["pipeline", "energy_per_frame"] == pytest.approx(6.0 / 100, rel=0.05)
     assert got["raw", "telemetry_samples"] >= 15 and got["pipeline", "telemetry_samples"] >= 15
+
+
+def test_a_stalled_phase_or_quiet_telemetry_invalidates_the_measurement() -> None:
+    def phase(name: str, start: float, end: float, longest: float, typical: float) -> dict:
+        return {"phase": name, "round": 0, "start": start, "end": end, "frames": 100, "longest_gap_s": longest,
+                "typical_gap_s": typical}
+
+    steady = [TimedSample(IDLE_LINE, t / 10, "board") for t in range(0, 400)]
+    # a board frozen for 30 s in the raw phase: one engine call took 30 s where they take 12 ms
+    frozen = {"phases": [phase("raw", 1.0, 33.0, 30.0, 0.012)]}
+    assert stalls(frozen, steady, 0.1) == ["raw round 1: no frame for 30.00 s of a 32.00 s phase (typically 0.012 s)"]
+    # batch 8 at 30 fps: frames come 8 at a time, 0.27 s apart, which is how this phase always looks
+    batched = {"phases": [phase("pipeline", 1.0, 2.0, 0.27, 0.27)]}
+    assert stalls(batched, steady, 0.1) == []
+    quiet = [s for s in steady if not 12.0 < s.t_s < 15.0]
+    assert stalls({"phases": [phase("pipeline", 10.0, 20.0, 0.01, 0.01)]}, quiet, 0.1) == [
+        "pipeline round 1: no telemetry sample for 3.00 s (sampling every 0.1 s)"]

@@ -13,7 +13,7 @@ import pytest
 
 from harness.board.board import Board
 from harness.profiles import get_profile
-from harness.telemetry.tegrastats import TegrastatsSample, parse_file
+from harness.telemetry.tegrastats import TegrastatsSample, parse_file, parse_line
 from harness.telemetry.window import (
     Received,
     TelemetryWindow,
@@ -151,12 +151,24 @@ def test_rows_leave_out_what_the_samples_could_not_give() -> None:
     full = summarize(at((0.0, ORIN_JP5), (1.0, ORIN_JP7)), frames=10, duration_s=1.0,
                      profile=get_profile("agx-orin"), mode=0)
     rows = {metric: (value, unit) for metric, value, unit in full.to_rows()}
-    assert set(rows) == {"telemetry_samples", "power_mean", "power_max", "energy", "energy_per_frame",
-                         "fps_per_w", "temperature_peak", "throttled"}
+    assert set(rows) == {"telemetry_samples", "telemetry_bad_samples", "power_mean", "power_max", "energy",
+                         "energy_per_frame", "fps_per_w", "temperature_peak", "throttled"}
     assert rows["energy"] == (pytest.approx(10.458), "J")
     assert rows["throttled"] == (1.0, "bool")
     empty = summarize([], profile=get_profile("agx-orin"), mode=0)
-    assert [metric for metric, _, _ in empty.to_rows()] == ["telemetry_samples", "throttled"]
+    assert [metric for metric, _, _ in empty.to_rows()] == ["telemetry_samples", "telemetry_bad_samples", "throttled"]
+
+
+def test_bad_lines_are_counted_and_kept_out_of_the_figures() -> None:
+    corrupt = parse_line(ORIN_JP5.raw.replace("VDD_GPU_SOC 2390mW", "VDD_GPU_SOC 99999999mW"))
+    assert corrupt.problems == ("rail VDD_GPU_SOC 1e+08 mW is impossible (0..200000)",)
+    assert corrupt.total_power_mw("sum") is None  # the other rails alone are no total
+    junk = parse_line("sudo: a terminal is required to read the password")
+    assert not junk.parsed and junk.problems
+    s = summarize(at((0.0, ORIN_JP5), (0.5, junk), (1.0, corrupt), (1.5, ORIN_JP5)),
+                  profile=get_profile("agx-orin"), mode=0)
+    assert (s.samples, s.bad_samples) == (3, 2)
+    assert s.max_power_w == pytest.approx(7.009)  # the 100 kW reading never enters a figure
 
 
 def test_board_stamps_come_first() -> None:

@@ -73,3 +73,26 @@ def test_put_get_round_trip_is_byte_exact(transport: Transport, tmp_path: Path) 
     transport.get(str(remote), back)
     assert remote.read_bytes() == payload
     assert back.read_bytes() == payload
+
+
+def test_run_timeout_kills_the_command(transport: Transport) -> None:
+    sleep = unique_sleep()
+    with pytest.raises(CommandTimeout):
+        transport.run(f"{sleep}; echo never", timeout=1)
+    wait_until(lambda: not process_running(sleep), 5, f"`{sleep}` to die after its run() timed out")
+
+
+def test_kill_strays_kills_other_sessions_commands_only(transport: Transport, request: pytest.FixtureRequest) -> None:
+    """What a dead session left running on the board is killed by the next session; its own commands are not."""
+    local = isinstance(transport, LocalTransport)
+    other = LocalTransport() if local else request.getfixturevalue("sshd_server").transport()
+    assert other.session != transport.session
+    theirs, ours = unique_sleep(), unique_sleep()
+    with other.stream(f"{theirs} & echo started; wait", timeout=60) as stray, \
+            transport.stream(f"{ours} & echo started; wait", timeout=60) as mine:
+        assert next(stray.lines()) == "started" and next(mine.lines()) == "started"
+        wait_until(lambda: process_running(theirs) and process_running(ours), 5, "both sleeps to start")
+        killed = transport.kill_strays()
+        wait_until(lambda: not process_running(theirs), 5, f"the stray `{theirs}` to die")
+        assert len(killed) >= 1 and process_running(ours)
+    other.close()

@@ -14,7 +14,7 @@ import pytest
 
 from harness.errors import CommandTimeout, HostKeyError, TransportError
 from harness.transport.ssh import SshTransport
-from tests.sshd import SshdServer, free_port, keygen
+from tests.sshd import SshdServer, free_port, keygen, process_running, unique_sleep, wait_until
 
 pytestmark = pytest.mark.sshd
 
@@ -211,3 +211,30 @@ def test_reconnect_gives_up_after_timeout(own_sshd: SshdServer) -> None:
         assert 3 <= time.monotonic() - started < 6
         with pytest.raises(TransportError, match="refused"):
             transport.run("echo never")
+
+
+def test_a_command_whose_connection_breaks_is_killed_on_the_board(own_sshd: SshdServer) -> None:
+    """sshd dies under a running command (a cut, a killed session): without a pty nothing hangs it up, so the
+    transport kills it over the next connection instead of leaving it to skew what runs next."""
+    sleep = unique_sleep()
+    with own_sshd.transport() as transport:
+        restarter = threading.Thread(target=lambda: (wait_until(lambda: process_running(sleep), 10, "the sleep"),
+                                                     own_sshd.restart()))
+        restarter.start()
+        with pytest.raises(TransportError, match=r"connection to .* lost"):
+            transport.run(sleep, timeout=60)
+        restarter.join(20)
+        wait_until(lambda: not process_running(sleep), 10, f"`{sleep}` killed after its connection broke")
+
+
+def test_a_port_that_never_speaks_ssh_is_named_in_one_line() -> None:
+    """A silent service on the port (a firewall that accepts, a wrong port): no paramiko session errors."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        transport = SshTransport("127.0.0.1", port, connect_timeout=1)
+        with pytest.raises(TransportError) as refused:
+            transport.connect()
+    assert str(refused.value) == (f"cannot connect to root@127.0.0.1:{port}: port {port} accepted the connection but "
+                                  "no SSH server answered within 1s (is it the board's SSH port?)")

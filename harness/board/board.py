@@ -17,6 +17,8 @@ from functools import cached_property
 from harness.board.identity import Identity, l4t_outside, profile_mismatch, read_identity
 from harness.board.jetson_clocks import ClocksStatus, JetsonClocks
 from harness.board.nvpmodel import Nvpmodel, PowerModeState
+from harness.board.state import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
+from harness.board.state import BoardState
 from harness.errors import CommandFailed, ConfigError, HarnessError, TransportError
 from harness.profiles import DeviceProfile
 from harness.telemetry.tegrastats import TegrastatsSample, parse_line
@@ -37,12 +39,14 @@ class Board:
     """One leased board: name from the inventory, its profile, and the transport that reaches it."""
 
     def __init__(self, name: str, profile: DeviceProfile, transport: Transport,
-                 power_cycle: str | None = None) -> None:
+                 power_cycle: str | None = None, watchdog_s: float = DEFAULT_WATCHDOG_S) -> None:
         self.name = name
         self.profile = profile
         self.transport = transport
         self.power_cycle_command = power_cycle
         self._identity: Identity | None = None
+        #: every change a session makes to the board goes through here (journal, heartbeat, restore)
+        self.state = BoardState(self, timeout_s=watchdog_s)
 
     def __repr__(self) -> str:
         return f"Board({self.name!r}, profile={self.profile.name!r}, via={self.transport.target})"

@@ -21,15 +21,21 @@ LabOption = Annotated[str | None, typer.Option("--lab", help="lab inventory (def
 
 
 def _reachable(entry: BoardEntry, timeout: float = 2.0) -> str:
-    """TCP reachability of the board's SSH port (no login, so it is fast and needs no key)."""
+    """Whether an SSH server answers on the board's port: it speaks first (`SSH-2.0-…`), so its banner tells,
+    with no login (fast, needs no key); an open port that is silent or speaks something else is not SSH."""
     config = entry.transport
     if not isinstance(config, SshTransportConfig):
         return "local"
     try:
-        with socket.create_connection((config.host, config.port), timeout=timeout):
-            return "yes"
+        with socket.create_connection((config.host, config.port), timeout=timeout) as sock:
+            banner = sock.recv(64)
+    except TimeoutError:
+        return f"no (port {config.port} open, but no SSH banner within {timeout:g} s)"
     except OSError as exc:
         return f"no ({exc.strerror or exc.__class__.__name__})"
+    if banner.startswith(b"SSH-"):
+        return "yes"
+    return f"no (port {config.port} answers, but not as SSH: {banner[:24]!r})"
 
 
 def devices(lab: LabOption = None,

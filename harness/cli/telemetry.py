@@ -13,7 +13,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from harness.telemetry.tegrastats import TegrastatsSample, parse_file, to_record, to_row
+from harness.telemetry.tegrastats import TegrastatsSample, capture_rule, parse_line, to_record, to_row
 
 app = typer.Typer(help="Parse board telemetry captured during a run (tegrastats).", no_args_is_help=True)
 
@@ -70,18 +70,64 @@ def parse(
         str,
         typer.Option(
             "--total-power",
-            help='Board power: "auto" (input rail, else sum of rails), "sum", or a rail name such as VDD_IN.',
+            help='Board power: "auto" (the input rail of the capture, else the sum of rails), "sum", or a rail '
+                 "name such as VDD_IN; one rule for the whole capture.",
         ),
     ] = "auto",
     output: Annotated[Path | None, typer.Option("--output", help="Write here instead of stdout.")] = None,
+    strict: Annotated[bool, typer.Option(help="exit 1 when a line is unparsable, a value impossible, or a "
+                                              "sample has no total power")] = False,
 ) -> None:
-    """Parse a tegrastats capture into CSV or JSON lines."""
+    """Parse a tegrastats capture into CSV or JSON lines; say on stderr which lines were not good measurements."""
     try:
-        samples = parse_file(file)
+        lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as error:
         raise _fail(file, error) from None
+    numbered = [(number, parse_line(line)) for number, line in enumerate(lines, 1) if line.strip()]
+    samples = [sample for _, sample in numbered if sample.parsed]
+    rule = capture_rule(samples, total_power)
+    report = CaptureReport.of(numbered, rule)
     try:
         with _open_output(output) as out:
-            _WRITERS[fmt](samples, total_power, out)
+            _WRITERS[fmt](samples, rule, out)
     except OSError as error:
         raise _fail(output or Path("<stdout>"), error) from None
+    for line in report.lines():
+        typer.echo(line, err=True)
+    if strict and report.bad:
+        raise typer.Exit(code=1)
+
+
+class CaptureReport:
+    """What in a capture is not a good measurement, by line number."""
+
+    def __init__(self, total: int, unparsable: list[int], impossible: list[tuple[int, str]],
+                 without_total: list[int], rule: str) -> None:
+        self.total, self.unparsable, self.impossible = total, unparsable, impossible
+        self.without_total, self.rule = without_total, rule
+
+    @classmethod
+    def of(cls, numbered: list[tuple[int, TegrastatsSample]], rule: str) -> CaptureReport:
+        parsed = [(n, s) for n, s in numbered if s.parsed]
+        return cls(len(numbered), [n for n, s in numbered if not s.parsed],
+                   [(n, problem) for n, s in parsed for problem in s.problems],
+                   [n for n, s in parsed if s.total_power_mw(rule) is None], rule)
+
+    @property
+    def bad(self) -> bool:
+        return bool(self.unparsable or self.impossible or self.without_total)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.total - len(self.unparsable)} of {self.total} lines parsed; total power by {self.rule}"]
+        if self.unparsable:
+            out.append(f"{len(self.unparsable)} unparsable line(s), left out: {_numbers(self.unparsable)}")
+        out += [f"line {n}: {problem}; the value was dropped" for n, problem in self.impossible]
+        if self.without_total:
+            out.append(f"{len(self.without_total)} sample(s) without {self.rule} have no total power: "
+                       f"{_numbers(self.without_total)}")
+        return out
+
+
+def _numbers(lines: list[int], most: int = 20) -> str:
+    shown = ", ".join(map(str, lines[:most]))
+    return f"lines {shown}" + (f" and {len(lines) - most} more" if len(lines) > most else "")

@@ -43,7 +43,7 @@ from harness.errors import DeployError
 from harness.transport.ssh import SshTransport
 
 from .bundle import MODULE_DIR, module_bundle, requirements_text
-from .handle import DeployReport, ModuleHandle
+from .handle import DeployReport, ModuleHandle, api_request_code
 from .service import ServiceSpec
 from .wheelhouse import PROBE_COMMAND, PythonTarget, parse_probe, wheelhouse
 
@@ -267,6 +267,10 @@ class DockerModuleHandle(ModuleHandle):
     def logs(self, lines: int = 200) -> str:
         return self.container.logs(tail=int(lines)).decode(errors="replace")
 
+    def api_call_on_board(self, path: str, method: str = "GET", timeout: float = 5) -> str:
+        code = api_request_code(self.api_port, path, method, timeout)
+        return f"docker exec {shlex.quote(self.container.name)} python3 -c {shlex.quote(code)}"
+
     def _probe_health(self) -> dict | str | None:
         """One look from inside the container; a module that exited or restarted since the deploy is gone
         for good (the restart policy would restart it forever)."""
@@ -274,10 +278,7 @@ class DockerModuleHandle(ModuleHandle):
         state = self.container.attrs["State"]
         if state["Status"] in ("exited", "dead") or self.container.attrs.get("RestartCount", 0) > self._restarts:
             return f"the module exited (exit code {state.get('ExitCode')})"
-        probe = (
-            "import urllib.request; print(urllib.request.urlopen("
-            f"'http://127.0.0.1:{self.api_port}/health', timeout=2).read().decode())"
-        )
+        probe = api_request_code(self.api_port, "/health", timeout=2)
         try:
             code, output = self.container.exec_run(["python3", "-c", probe])
         except APIError:  # restarting between reload() and exec

@@ -31,6 +31,12 @@ def put_bytes(board: Board, data: bytes, remote: str) -> None:
         board.transport.put(tmp.name, remote)
 
 
+def api_request_code(port: int, path: str, method: str = "GET", timeout: float = 5) -> str:
+    """Python that calls the module's API on 127.0.0.1 and prints its answer (run where the module runs)."""
+    return (f"import urllib.request as u; print(u.urlopen(u.Request('http://127.0.0.1:{port}{path}', "
+            f"method='{method}'), timeout={timeout}).read().decode())")
+
+
 @dataclass(frozen=True)
 class DeployReport:
     """What a deploy had to do; a second deploy of the same module should do nothing."""
@@ -126,13 +132,16 @@ class ModuleHandle:
             f"{self.board.name}: module not healthy ({last}); last log lines: " + " | ".join(tail)
         )
 
+    def api_call_on_board(self, path: str, method: str = "GET", timeout: float = 5) -> str:
+        """A shell command that calls the module's API from the board itself and prints the answer (no tunnel:
+        the board's watchdog runs it as an undo when the harness is gone)."""
+        code = api_request_code(self.api_port, path, method, timeout)
+        return f"{shlex.quote(self.root + '/venv/bin/python')} -c {shlex.quote(code)}"
+
     def _probe_health(self) -> dict | str | None:
         """One look from the board itself (no refused tunnel connections in the logs while the module starts):
         its /health answer, None while it does not answer yet, or why it never will."""
-        probe = (
-            f"{shlex.quote(self.root + '/venv/bin/python')} -c \"import urllib.request; print(urllib.request.urlopen("
-            f"'http://127.0.0.1:{self.api_port}/health', timeout=2).read().decode())\" 2>/dev/null"
-        )
+        probe = f"{self.api_call_on_board('/health', timeout=2)} 2>/dev/null"
         if self.report.manager == "systemd":
             gone = "systemctl is-failed --quiet jetson-hil-module"
         else:

@@ -4,12 +4,14 @@
 metric was measured or modeled on this board; `benchmark` exports latencies as pytest-benchmark JSON.
 """
 
-from harness.results.benchmark import benchmark_entry, write_benchmark_json
+from harness.results.benchmark import BenchmarkFile, benchmark_entry, write_benchmark_json
 from harness.results.modeled import modeled_metrics, observations, read_modeled, source_of
-from harness.results.table import FIELDS, ResultsWriter, Row, RowContext, read_results
+from harness.results.table import FIELDS, ResultsWriteError, ResultsWriter, Row, RowContext, read_results
 
 __all__ = [
     "FIELDS",
+    "BenchmarkFile",
+    "ResultsWriteError",
     "ResultsWriter",
     "Row",
     "RowContext",

@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.results.files import replace_atomically
+
 FORMAT_VERSION = "5.3.1"  # the pytest-benchmark release whose JSON layout this follows
 
 
@@ -88,7 +90,7 @@ def _machine_info() -> dict[str, Any]:
 def write_benchmark_json(path: str | Path, benchmarks: Sequence[dict[str, Any]], *,
                          machine_info: dict[str, Any] | None = None,
                          commit_info: dict[str, Any] | None = None) -> Path:
-    """Write a pytest-benchmark results file; `machine_info` entries are merged over the host's."""
+    """Write a pytest-benchmark results file (all or nothing); `machine_info` entries are merged over the host's."""
     document = {
         "machine_info": {**_machine_info(), **(machine_info or {})},
         "commit_info": commit_info or {"id": "unversioned", "time": None, "author_time": None, "dirty": False,
@@ -97,6 +99,17 @@ def write_benchmark_json(path: str | Path, benchmarks: Sequence[dict[str, Any]],
         "datetime": datetime.now(timezone.utc).isoformat(),
         "version": FORMAT_VERSION,
     }
-    target = Path(path)
-    target.write_text(json.dumps(document, indent=4) + "\n", encoding="utf-8")
-    return target
+    return replace_atomically(path, json.dumps(document, indent=4) + "\n")
+
+
+class BenchmarkFile:
+    """A pytest-benchmark file kept current: rewritten whole at every entry, so a killed run leaves it complete."""
+
+    def __init__(self, path: str | Path, machine_info: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.machine_info = machine_info
+        self.entries: list[dict[str, Any]] = []
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+        write_benchmark_json(self.path, self.entries, machine_info=self.machine_info)

@@ -9,9 +9,13 @@ released: a SIGKILL or power loss afterwards cannot take that row with it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
+import logging
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -21,6 +25,8 @@ from typing import Literal
 from filelock import FileLock
 
 from harness.errors import HarnessError
+
+log = logging.getLogger(__name__)
 
 Source = Literal["measured", "modeled"]
 
@@ -85,33 +91,77 @@ def _csv_line(values: Iterable[object]) -> str:
 _HEADER = _csv_line(FIELDS)
 
 
+class ResultsWriteError(HarnessError):
+    """A row could not be written (disk full, file gone): the run must stop, its file stays whole."""
+
+
 class ResultsWriter:
-    """Appends rows to `path` durably; safe to share between processes (each holds its own writer)."""
+    """Appends rows to `path` durably; safe to share between processes (each holds its own writer).
+
+    The header is there from the moment the file is opened. A last line cut off by a crash or a full disk is
+    moved to `<file>.torn` (with a warning) when the file is next opened, so rows are whole or absent; a row
+    that cannot be written is taken back off the file and raised as ResultsWriteError."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(f"{self.path}.lock")
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        with self._lock:
-            self._check_header()
+        self._fd = -1
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = FileLock(f"{self.path}.lock")
+            with self._lock:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                self._set_aside_torn_tail()
+                self._check_header()
+        except OSError as exc:
+            self.close()
+            raise ResultsWriteError(f"cannot open the results file {self.path}: {exc.strerror or exc}") from None
+
+    def _set_aside_torn_tail(self) -> None:
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return
+        text = self.path.read_bytes()
+        if text.endswith(b"\n"):
+            return
+        keep = text.rfind(b"\n") + 1
+        torn = self.path.with_name(self.path.name + ".torn")
+        with torn.open("ab") as aside:
+            aside.write(text[keep:] + b"\n")
+        os.ftruncate(self._fd, keep)
+        message = (f"{self.path}: its last line was cut off (a crash or a full disk while it was written); "
+                   f"moved {size - keep} bytes to {torn}")
+        log.warning(message)
+        warnings.warn(message, stacklevel=3)
 
     def _check_header(self) -> None:
-        """A file from another schema version must not get rows in a different column order."""
+        """A new file gets the header now; one from another schema version must not get rows in another order."""
         if os.fstat(self._fd).st_size == 0:
+            self._append(_HEADER)
             return
         with self.path.open(encoding="utf-8", newline="") as f:
             first = f.readline()
         if first != _HEADER:
             raise HarnessError(f"{self.path}: header {first.strip()!r} is not this harness's {_HEADER.strip()!r}")
 
+    def _append(self, text: str) -> None:
+        """One write, fsync'd; on failure the file is cut back to where it was, so no half line stays."""
+        before = os.fstat(self._fd).st_size
+        data = text.encode("utf-8")
+        try:
+            if os.write(self._fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write (disk full?)")
+            os.fsync(self._fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, before)
+            raise ResultsWriteError(f"cannot write to the results file {self.path}: {exc.strerror or exc}; "
+                                    "the rows written before it are whole") from None
+
     def write(self, row: Row) -> None:
         """Append one row and fsync it before returning."""
         line = _csv_line(asdict(row)[name] for name in FIELDS)
         with self._lock:
-            empty = os.fstat(self._fd).st_size == 0
-            os.write(self._fd, ((_HEADER if empty else "") + line).encode("utf-8"))
-            os.fsync(self._fd)
+            self._append(line)
 
     def write_all(self, rows: Iterable[Row]) -> None:
         for row in rows:

@@ -14,6 +14,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from harness.profiles import DeviceProfile, PowerMode
 from harness.telemetry.window import TimedSample, summarize
@@ -21,7 +22,7 @@ from harness.telemetry.window import TimedSample, summarize
 PERCENTILES = ("p50", "p90", "p95", "p99")
 #: figures that are a peak or a flag over the rounds, and the sample count that adds up; the rest take the median
 _MAXIMUM = frozenset({"power_max", "temperature_peak", "throttled"})
-_TOTAL = frozenset({"telemetry_samples"})
+_TOTAL = frozenset({"telemetry_samples", "telemetry_bad_samples"})
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,29 @@ def bench_figures(bench: dict, samples: Sequence[TimedSample], profile: DevicePr
         value, spread = reduce_rounds(metric, values)
         figures.append(Figure(phase, metric, value, unit, spread))
     return figures, notes
+
+
+#: a wait longer than this share of its phase is a stall, when it is also STALL_FACTOR x the phase's typical wait
+STALL_SHARE = 0.2
+STALL_FACTOR = 10.0
+#: telemetry may miss this many sampling intervals in a row before a phase's power is not trusted
+TELEMETRY_GAP_INTERVALS = 5
+
+
+def stalls(bench: dict, samples: Sequence[TimedSample], interval_s: float) -> list[str]:
+    """Why this measurement is not a valid figure: a phase in which no frame came for too long (a stalled board
+    or link), or in which telemetry went quiet; empty when it is valid."""
+    reasons = []
+    times = [s.t_s for s in samples if s.sample.parsed] if samples and samples[0].clock == "board" else []
+    for phase in bench["phases"]:
+        where = f"{phase['phase']} round {phase['round'] + 1}"
+        length = phase["end"] - phase["start"]
+        gap, typical = phase["longest_gap_s"], phase["typical_gap_s"]
+        if gap > STALL_SHARE * length and gap > STALL_FACTOR * typical:
+            reasons.append(f"{where}: no frame for {gap:.2f} s of a {length:.2f} s phase (typically {typical:.3f} s)")
+        if times:
+            inside = [phase["start"], *(t for t in times if phase["start"] < t < phase["end"]), phase["end"]]
+            quiet = max(b - a for a, b in pairwise(inside))
+            if quiet > max(TELEMETRY_GAP_INTERVALS * interval_s, STALL_SHARE * length):
+                reasons.append(f"{where}: no telemetry sample for {quiet:.2f} s (sampling every {interval_s:g} s)")
+    return reasons

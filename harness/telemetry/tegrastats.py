@@ -2,7 +2,9 @@
 
 Every board and release prints a slightly different line, and a benchmark must not lose a whole
 power capture because one field changed shape. So `parse_line` never raises: it reads the fields
-it knows and keeps any text it does not understand in `TegrastatsSample.extra`.
+it knows and keeps any text it does not understand in `TegrastatsSample.extra`. Tolerant is not
+credulous: a line with no tegrastats field at all, and a physically impossible value (which is
+dropped, not kept), are listed in `TegrastatsSample.problems` for the caller to count and report.
 
 Total power follows NVIDIA's rule: `POM_5V_IN` (Nano/TX1) or `VDD_IN` (TX2, Xavier NX, Orin NX/Nano)
 is the board input and already contains the sub-rails; boards without an input rail (AGX Xavier,
@@ -13,14 +15,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ParseError
+
 NOT_CONNECTED = "NC"
 INPUT_RAILS = ("POM_5V_IN", "VDD_IN")
 OFFLINE_TEMP_C = -256.0
+#: beyond these a reading is corrupt, not a measurement: no Jetson rail carries 200 W, no sensor reads above
+#: 150 C while the board still runs, and a load is a share of 100 %
+MAX_RAIL_MW = 200_000.0
+TEMP_RANGE_C = (-100.0, 150.0)  # real TX2 captures read -51 C on cold-reporting sensors
+MAX_LOAD_PCT = 100.0
 _ROW_SCALARS = ("gpu_util_pct", "gpu_freq_mhz", "emc_util_pct", "ram_used_mb", "ram_total_mb", "swap_used_mb")
 
 _NUM = r"[0-9]+(?:\.[0-9]+)?"
@@ -92,6 +101,16 @@ class TegrastatsSample:
     rails: tuple[Rail, ...] = ()
     engines: dict[str, float | None] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    #: why this line is not (wholly) a measurement: no tegrastats field in it, or impossible values dropped
+    problems: tuple[str, ...] = ()
+    #: rails whose reading was impossible and dropped: a sum of the rest would be no total
+    dropped_rails: tuple[str, ...] = ()
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the line had any tegrastats field at all (junk, an error message, `ls` output do not)."""
+        return bool(self.cpus or self.rails or self.temps_c or self.ram_total_mb is not None
+                    or self.gpu_util_pct is not None or self.emc_util_pct is not None)
 
     @property
     def cpu_online(self) -> int:
@@ -103,13 +122,26 @@ class TegrastatsSample:
         return {rail.name: rail.cur_mw for rail in self.rails if rail.name != NOT_CONNECTED}
 
     def total_power_mw(self, rule: str = "auto") -> float | None:
-        """Board power by `rule`: a rail name, "sum" of all rails, or "auto" (input rail, else sum)."""
+        """Board power by `rule`: a rail name, "sum" of all rails, or "auto" (input rail, else sum). For a
+        capture, resolve "auto" once with `capture_rule` so that every sample is totalled the same way."""
         rails = self.rails_mw
         if rule == "auto":
             rule = next((name for name in INPUT_RAILS if name in rails), "sum")
         if rule == "sum":
-            return sum(rails.values()) if rails else None
+            return sum(rails.values()) if rails and not self.dropped_rails else None
         return rails.get(rule)
+
+
+def capture_rule(samples: Iterable[TegrastatsSample], rule: str = "auto") -> str:
+    """The one total-power rule for a whole capture: "auto" becomes the input rail any sample has (else "sum"),
+    so that a sample whose input rail is corrupt gets no total instead of a sum of the others; a named rail that
+    no sample has is a ParseError naming the rails there are."""
+    seen = {name for sample in samples for name in sample.rails_mw}
+    if rule == "auto":
+        return next((name for name in INPUT_RAILS if name in seen), "sum")
+    if rule != "sum" and rule not in seen:
+        raise ParseError(f"rail {rule!r} is in none of the samples; rails there: {', '.join(sorted(seen)) or 'none'}")
+    return rule
 
 
 @dataclass
@@ -256,7 +288,7 @@ def parse_line(line: str) -> TegrastatsSample:
         pos = end
     if unknown:
         acc.keep(f"token{unknown_at}", " ".join(unknown))
-    return TegrastatsSample(
+    sample = TegrastatsSample(
         raw=line.rstrip("\r\n"),
         cpus=tuple(acc.cpus),
         temps_c=acc.temps_c,
@@ -265,6 +297,43 @@ def parse_line(line: str) -> TegrastatsSample:
         extra=acc.extra,
         **acc.values,
     )
+    if not sample.parsed:
+        return replace(sample, problems=(f"no tegrastats field in {text[:60]!r}",))
+    return _without_impossible(sample)
+
+
+def _without_impossible(sample: TegrastatsSample) -> TegrastatsSample:
+    """Drop readings no board can produce (a corrupt line), each named in `problems`."""
+    problems = []
+    rails = []
+    dropped = []
+    for rail in sample.rails:
+        values = [v for v in (rail.cur_mw, rail.avg_mw, rail.max_mw) if v is not None]
+        if all(0.0 <= v <= MAX_RAIL_MW for v in values):
+            rails.append(rail)
+        else:
+            dropped.append(rail.name)
+            problems.append(f"rail {rail.name} {max(values, key=abs):g} mW is impossible (0..{MAX_RAIL_MW:g})")
+    temps = {}
+    for name, value in sample.temps_c.items():
+        if TEMP_RANGE_C[0] <= value <= TEMP_RANGE_C[1]:
+            temps[name] = value
+        else:
+            problems.append(f"temperature {name} {value:g} C is impossible ({TEMP_RANGE_C[0]:g}..{TEMP_RANGE_C[1]:g})")
+    loads: dict[str, float | None] = {}
+    for key in ("gpu_util_pct", "emc_util_pct"):
+        value = getattr(sample, key)
+        if value is not None and value > MAX_LOAD_PCT:
+            loads[key] = None
+            problems.append(f"{key.split('_')[0].upper()} load {value:g}% is impossible")
+    cpus = tuple(replace(core, load_pct=None) if core.load_pct is not None and core.load_pct > MAX_LOAD_PCT else core
+                 for core in sample.cpus)
+    problems += [f"cpu{core.index} load {core.load_pct:g}% is impossible" for core in sample.cpus
+                 if core.load_pct is not None and core.load_pct > MAX_LOAD_PCT]
+    if not problems:
+        return sample
+    return replace(sample, rails=tuple(rails), temps_c=temps, cpus=cpus, problems=tuple(problems),
+                   dropped_rails=tuple(dropped), **loads)
 
 
 def parse_lines(lines: Iterable[str]) -> Iterator[TegrastatsSample]:

@@ -84,10 +84,13 @@ class WindowSummary:
     throttled: bool
     throttle_reason: str | None
     throttled_samples: int
+    #: lines that were no good measurement: unparsable, impossible values dropped, or no total power
+    bad_samples: int = 0
 
     def to_rows(self) -> Iterator[tuple[str, float, str]]:
         """(metric, value, unit) for the results table; metrics the samples could not give are left out."""
         yield "telemetry_samples", float(self.samples), "count"
+        yield "telemetry_bad_samples", float(self.bad_samples), "count"
         values = (
             ("power_mean", self.mean_power_w, "W"),
             ("power_max", self.max_power_w, "W"),
@@ -194,6 +197,10 @@ def summarize(
     all_points = _power_points(samples, profile.telemetry.total_power)
     if span is not None:
         samples = [t for t in samples if span[0] <= t.t_s <= span[1]]
+    bad = sum(1 for t in samples if t.sample.problems or (all_points and t.sample.parsed
+                                                          and t.sample.total_power_mw(profile.telemetry.total_power)
+                                                          is None))
+    samples = [t for t in samples if t.sample.parsed]
     points = _power_points(samples, profile.telemetry.total_power)
     energy_j, span_s, note = _energy(points) if span is None else _energy_within(all_points, span)
     if not all_points:
@@ -222,6 +229,7 @@ def summarize(
         throttled=bool(reasons),
         throttle_reason=reasons[0] if reasons else None,
         throttled_samples=len(reasons),
+        bad_samples=bad,
     )
 
 

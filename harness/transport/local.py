@@ -7,6 +7,7 @@ everything it started, which is what closing an SSH channel with a pty does on a
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,8 +35,10 @@ _EXIT_WAIT_S = 2.0
 class LocalTransport(Transport):
     """Runs commands with bash on this machine; connect, close and reconnect have nothing to do."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, session: str | None = None) -> None:
         self.target = name or "localhost"
+        self.session = session or uuid.uuid4().hex[:12]
+        self._sequence = itertools.count(1)
 
     def connect(self) -> None:
         """Nothing to open."""
@@ -44,6 +48,9 @@ class LocalTransport(Transport):
 
     def reconnect(self, timeout: float = 300.0) -> None:
         """This machine is always reachable from itself."""
+
+    def duplicate(self) -> LocalTransport:
+        return LocalTransport(name=self.target, session=self.session)
 
     def run(self, command: str, timeout: float = DEFAULT_TIMEOUT_S, stdin: str | None = None) -> CommandResult:
         log.debug("run on %s: %s", self.target, command)
@@ -70,9 +77,10 @@ class LocalTransport(Transport):
         return _LocalStream(proc, command, self.target, timeout)
 
     def _spawn(self, command: str, stdin: int, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+        tag = self._tag(command)[1]
         try:
             return subprocess.Popen(
-                [_SHELL, "-c", command],
+                [_SHELL, "-c", command, tag],
                 stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=stderr,

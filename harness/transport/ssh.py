@@ -12,13 +12,15 @@ single commands. `reconnect()` is the explicit, patient version for waiting out 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paramiko
@@ -28,6 +30,9 @@ from harness.transport.base import DEFAULT_TIMEOUT_S, CommandResult, StreamingCo
 from harness.transport.lines import LineSplitter
 
 log = logging.getLogger(__name__)
+# paramiko's transport thread logs every failed handshake with a traceback; the harness reports each failure
+# itself, as one TransportError line
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
 #: errors that mean "the network or the SSH link failed", as opposed to a configuration problem
 _LINK_ERRORS = (paramiko.SSHException, EOFError, OSError)
@@ -36,6 +41,8 @@ _BACKOFF_START_S = 0.5
 _BACKOFF_MAX_S = 10.0
 _FORWARD_JOIN_S = 5.0
 _EXIT_STATUS_WAIT_S = 2.0
+#: what paramiko says when the peer never sent an SSH banner (a silent or non-SSH service on the port)
+_NO_SSH_SERVER = frozenset({"No existing session", "Error reading SSH protocol banner"})
 
 
 class SshTransport(Transport):
@@ -52,6 +59,7 @@ class SshTransport(Transport):
         connect_timeout: float = 10.0,
         keepalive_s: float = 15.0,
         name: str | None = None,
+        session: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -62,6 +70,8 @@ class SshTransport(Transport):
         self.connect_timeout = connect_timeout
         self.keepalive_s = keepalive_s
         self.target = name or f"{user}@{host}:{port}"
+        self.session = session or uuid.uuid4().hex[:12]
+        self._sequence = itertools.count(1)
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
 
@@ -89,6 +99,10 @@ class SshTransport(Transport):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def duplicate(self) -> SshTransport:
+        return SshTransport(self.host, self.port, self.user, self._key_file, self.known_hosts, self.trust_on_first_use,
+                            self.connect_timeout, self.keepalive_s, self.target, self.session)
 
     def reconnect(self, timeout: float = 300.0) -> None:
         """Close, then connect with exponential backoff until `timeout`; host-key and key-file
@@ -173,6 +187,9 @@ class SshTransport(Transport):
             return f"cannot resolve host {self.host!r} ({e.strerror})"
         if isinstance(e, TimeoutError):
             return "timed out"
+        if isinstance(e, paramiko.SSHException) and str(e) in _NO_SSH_SERVER:
+            return (f"port {self.port} accepted the connection but no SSH server answered within "
+                    f"{self.connect_timeout:g}s (is it the board's SSH port?)")
         if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
             causes = {err.strerror or str(err) for err in e.errors.values()}
             return f"port {self.port}: {', '.join(sorted(causes))}"
@@ -189,7 +206,7 @@ class SshTransport(Transport):
 
     # -- commands ---------------------------------------------------------------------------------
 
-    def _start(self, command: str, pty: bool) -> paramiko.Channel:
+    def _start(self, command: str, pty: bool, shown: str) -> paramiko.Channel:
         """Start `command` on a new channel. If the link turns out dead (board rebooted), reconnect
         once and retry; a channel that never started cannot have run the command twice."""
         try:
@@ -200,7 +217,7 @@ class SshTransport(Transport):
         try:
             return self._exec(command, pty)
         except _LINK_ERRORS as e:
-            raise TransportError(f"cannot start `{command}` on {self.target}: {self._describe(e)}") from e
+            raise TransportError(f"cannot start `{shown}` on {self.target}: {self._describe(e)}") from e
 
     def _exec(self, command: str, pty: bool) -> paramiko.Channel:
         channel = self._client_transport().open_session(timeout=self.connect_timeout)
@@ -211,14 +228,17 @@ class SshTransport(Transport):
 
     def run(self, command: str, timeout: float = DEFAULT_TIMEOUT_S, stdin: str | None = None) -> CommandResult:
         """Run to completion; stdout and stderr are read together so neither pipe can fill up and stall
-        the command. On timeout the channel is closed (a remote process that neither reads nor writes
-        may outlive that; use stream() for commands that must die with the harness)."""
+        the command. When the call gives up on the command (timeout, connection lost, interrupted), the
+        command's process group is killed on the board, over a new connection if need be: it never runs
+        on to skew what comes next."""
         log.debug("run on %s: %s", self.target, command)
         started = time.monotonic()
         deadline = started + timeout
-        channel = self._start(command, pty=False)
+        wrapped, tag = self._tag(command)
+        channel = self._start(wrapped, pty=False, shown=command)
         writer = _feed_stdin(channel, stdin)
         stdout, stderr = bytearray(), bytearray()
+        finished = False
         try:
             while True:
                 while channel.recv_ready():
@@ -232,9 +252,12 @@ class SshTransport(Transport):
                     raise CommandTimeout(f"`{command}` on {self.target} did not finish within {timeout:g}s")
                 select.select([channel], [], [], remaining)
             exit_code = self._exit_status(channel, command, deadline, timeout)
+            finished = True
         finally:
             channel.close()
             writer.join()
+            if not finished:
+                self._kill_tagged(tag)
         duration = time.monotonic() - started
         log.debug("`%s` on %s exited %d after %.2fs", command, self.target, exit_code, duration)
         return CommandResult(
@@ -258,7 +281,9 @@ class SshTransport(Transport):
         hence stdout and stderr arrive interleaved, as on a terminal."""
         log.debug("stream on %s: %s", self.target, command)
         deadline = None if timeout is None else time.monotonic() + timeout
-        return _SshStream(self._start(command, pty=True), command, self.target, deadline, timeout)
+        wrapped, tag = self._tag(command)
+        channel = self._start(wrapped, pty=True, shown=command)
+        return _SshStream(channel, command, self.target, deadline, timeout, lambda: self._kill_tagged(tag))
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -421,8 +446,10 @@ class _SshStream(StreamingCommand):
         target: str,
         deadline: float | None,
         timeout: float | None,
+        kill: Callable[[], None],
     ) -> None:
         self._channel = channel
+        self._kill = kill
         self._command = command
         self._target = target
         self._deadline = deadline
@@ -435,18 +462,24 @@ class _SshStream(StreamingCommand):
         channel = self._channel
         splitter = LineSplitter()
         while True:
-            if channel.recv_ready():
-                yield from splitter.feed(channel.recv(_CHUNK))
-                continue
-            if channel.eof_received or channel.closed:
-                if not self._stopped:
-                    yield from splitter.flush()
-                return
-            remaining = None if self._deadline is None else self._deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                self.stop()
-                raise CommandTimeout(f"`{self._command}` on {self._target} did not finish within {self._timeout:g}s")
-            select.select([channel], [], [], remaining)
+            try:
+                if channel.recv_ready():
+                    yield from splitter.feed(channel.recv(_CHUNK))
+                    continue
+                if channel.eof_received or channel.closed:
+                    if not self._stopped:
+                        yield from splitter.flush()
+                    return
+                remaining = None if self._deadline is None else self._deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self.stop()
+                    raise CommandTimeout(
+                        f"`{self._command}` on {self._target} did not finish within {self._timeout:g}s")
+                select.select([channel], [], [], remaining)
+            except _LINK_ERRORS as e:
+                if self._stopped:
+                    return
+                raise TransportError(f"connection to {self._target} lost while reading `{self._command}` ({e})") from e
 
     def stop(self) -> int | None:
         """Close the channel, which hangs up the remote process. Returns the exit code if the command
@@ -457,6 +490,8 @@ class _SshStream(StreamingCommand):
             channel.status_event.wait(_EXIT_STATUS_WAIT_S)
         code = channel.exit_status if channel.exit_status_ready() and channel.exit_status != -1 else None
         channel.close()
+        if code is None:  # the hang-up is enough on a live link; on a dead one only a kill over a new one is
+            self._kill()
         return code
 
 

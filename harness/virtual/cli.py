@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -9,6 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.virtual import boards
+
+#: what Docker accepts as a container name, which is also a valid inventory board name
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 app = typer.Typer(help="Virtual Jetson boards: Docker containers reached over SSH like real boards.",
                   no_args_is_help=True)
@@ -19,6 +23,9 @@ out = Console()
 def up(profile: Annotated[str, typer.Argument(help="device profile, e.g. xavier-nx")],
        name: Annotated[str | None, typer.Option(help="container name (default virtual-PROFILE)")] = None) -> None:
     """Start a virtual board (building its image on first use) and print how to reach it."""
+    if name is not None and not NAME.fullmatch(name):
+        raise typer.BadParameter(f"{name!r}: a board name is letters, digits, '_', '.' and '-', starting with a "
+                                 "letter or digit", param_hint="--name")
     board = boards.up(profile, name)
     out.print(f"{board.name} ({board.profile}) is up: ssh -i {board.key_file} -o UserKnownHostsFile="
               f"{board.known_hosts} -p {board.port} root@127.0.0.1")
@@ -44,5 +51,8 @@ def down(name: Annotated[str | None, typer.Argument(help="board name")] = None,
     if not (all_ or name):
         raise typer.BadParameter("name a board or pass --all")
     names = [b.name for b in boards.list_boards()] if all_ else [name]
+    missing = [each for each in names if not boards.down(each)]
     for each in names:
-        out.print(f"{each}: {'removed' if boards.down(each) else 'no such virtual board'}")
+        out.print(f"{each}: {'no such virtual board' if each in missing else 'removed'}")
+    if missing:
+        raise typer.Exit(code=1)
