@@ -74,6 +74,8 @@ class _CurrentJunit:
             xml.pytest_sessionfinish()
             os.replace(xml.logfile, final)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(xml.logfile)
             warnings.warn(f"cannot keep {final} current: {exc.strerror or exc}", pytest.PytestWarning, stacklevel=1)
         finally:
             xml.logfile = final
@@ -107,7 +109,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config.stash[_LEASED] = (entry, stack)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The lease goes last: after the session's fixtures put the board back (also when a run stops early)."""
     leased = session.config.stash.get(_LEASED, None)
     if leased is not None:
         leased[1].close()

@@ -101,9 +101,10 @@ def test_a_killed_harness_leaves_a_board_that_restores_itself(virtual_board: Boa
     killed_harness()
     took = wait_for(restored(virtual_board, pristine), WATCHDOG_S + 20, "the board's own restore")
     assert took <= WATCHDOG_S + 5, f"restored {took:.1f} s after SIGKILL, timeout {WATCHDOG_S} s"
-    last = virtual_board.transport.run(f"cat {STATE_DIR}/last-restore.json", timeout=15).check().stdout
-    assert "no heartbeat from the harness" in last
+    last = json.loads(virtual_board.transport.run(f"cat {STATE_DIR}/last-restore.json", timeout=15).check().stdout)
+    assert last["reason"] == f"no heartbeat from the harness for {WATCHDOG_S:.0f} s" and len(last["killed"]) == 1
     assert not virtual_board.transport.run(f"test -e {STATE_DIR}/journal.json", timeout=15).ok
+    assert not virtual_board.transport.run("pgrep -f 'sleep 60[0]'", timeout=15).ok  # its bench died with it
 
 
 def test_a_session_right_after_a_kill_records_the_true_pristine_state(virtual_board: Board, killed_harness) -> None:
@@ -114,9 +115,9 @@ def test_a_session_right_after_a_kill_records_the_true_pristine_state(virtual_bo
     # at once, well before the watchdog's timeout: the dead holder's journal is restored by the new session
     fresh = Board(virtual_board.name, virtual_board.profile, virtual_board.transport, watchdog_s=WATCHDOG_S)
     messages = fresh.state.settle()
-    assert len(messages) == 2 and messages[0].startswith("restored now the state left by pid")
+    assert len(messages) == 1 and messages[0].startswith("restored now the state left by pid")
     assert "power mode" in messages[0] and "clocks locked" in messages[0]
-    assert messages[1].startswith("killed 1 command(s) an earlier session left running")  # its endless bench
+    assert messages[0].endswith("; killed its 1 leftover process(es)")  # its endless "bench"
     assert not virtual_board.transport.run("pgrep -f 'sleep 60[0]'", timeout=15).ok
     try:
         assert fresh.state.begin()["power_mode"] == pristine  # not the killed run's leftover mode

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from harness.errors import HarnessError
-from harness.transport.base import Transport
+from harness.transport.base import COMMAND_TAG, Transport
 
 if TYPE_CHECKING:  # Board imports this module
     from harness.board.board import Board
@@ -56,6 +56,8 @@ class Holder:
     host: str
     pid: int
     since: float
+    #: the tag in the command line of every command this holder's transport starts (see transport.base)
+    commands: str = ""
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host} (session {self.session})"
@@ -86,7 +88,8 @@ class BoardState:
         self.board = board
         self.timeout_s = timeout_s
         self.heartbeat_s = heartbeat_s or max(1.0, timeout_s / 6)
-        self.holder = Holder(uuid.uuid4().hex[:12], socket.gethostname(), os.getpid(), time.time())
+        self.holder = Holder(uuid.uuid4().hex[:12], socket.gethostname(), os.getpid(), time.time(),
+                             f"{COMMAND_TAG}{board.transport.session}:")
         self.pristine: dict | None = None
         self.changes: list[Change] = []
         self.settled: list[str] = []
@@ -253,6 +256,8 @@ def _restored(how: str, record: dict) -> str:
     holder = record.get("holder") or {}
     undone = ", ".join(f"{u['what']}{'' if u['exit'] == 0 else ' (undo exit ' + str(u['exit']) + ')'}"
                        for u in record.get("undone", [])) or "nothing to undo"
+    if record.get("killed"):
+        undone += f"; killed its {len(record['killed'])} leftover process(es)"
     when = time.strftime("%H:%M:%S", time.localtime(record.get("restored_at", 0)))
     return (f"{how} the state left by pid {holder.get('pid')} on {holder.get('host')} at {when} "
             f"({record.get('reason')}): {undone}")

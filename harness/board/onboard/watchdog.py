@@ -64,13 +64,32 @@ def heartbeat_age(state, journal):
     return time.time() - max(marks)
 
 
+def kill_commands(tag):
+    """Kill the process group of every command whose command line carries `tag` (the holder's commands: a bench
+    its dead harness left running would skew the board); their pids."""
+    killed = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if tag.encode() not in handle.read():
+                    continue
+            os.killpg(os.getpgid(int(pid)), 9)
+            killed.append(int(pid))
+        except OSError:
+            continue
+    return killed
+
+
 def restore(state, reason):
-    """Undo the journal (last change first), record it, remove the journal. Serialised by a lock file."""
+    """Kill the holder's commands, undo the journal (last change first), record it, remove the journal.
+    Serialised by a lock file."""
     with open(_path(state, "lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         journal = _read_json(_path(state, "journal.json"))
         if journal is None:
             return None
+        tag = (journal.get("holder") or {}).get("commands")
+        killed = kill_commands(tag) if tag else []
         undone = []
         for entry in reversed(journal.get("changes", [])):
             try:
@@ -80,7 +99,7 @@ def restore(state, reason):
                 code = "timeout"
             undone.append({"what": entry["what"], "undo": entry["undo"], "exit": code})
         record = {"holder": journal.get("holder"), "pristine": journal.get("pristine"), "reason": reason,
-                  "restored_at": time.time(), "undone": undone}
+                  "restored_at": time.time(), "killed": killed, "undone": undone}
         _write_json(_path(state, "last-restore.json"), record)
         for name in ("journal.json", "heartbeat"):
             with contextlib.suppress(OSError):
