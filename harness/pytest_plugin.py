@@ -164,15 +164,17 @@ def board(request: pytest.FixtureRequest, record_testsuite_property) -> Iterator
         pytest.skip("no board selected: pass --device NAME|PROFILE|tag:X (see `hil devices`)")
     leased = config.stash.get(_LEASED, None)
     stack = contextlib.ExitStack()
-    try:
-        if leased is None:
-            raise HarnessError(config.stash.get(_BROKEN, "no board was leased"))
-        connected = stack.enter_context(connected_board(leased[0], config.getoption("--watchdog-timeout")))
-    except HarnessError as exc:
-        stack.close()
-        config.stash[_BROKEN] = str(exc)
+    broken = config.stash.get(_BROKEN, "no board was leased") if leased is None else None
+    if leased is not None:
+        try:
+            connected = stack.enter_context(connected_board(leased[0], config.getoption("--watchdog-timeout")))
+        except HarnessError as exc:
+            stack.close()
+            broken = str(exc)
+    if broken is not None:  # failed outside the except: one line, not a chain of two
+        config.stash[_BROKEN] = broken
         config.stash[_REPORTED] = True
-        pytest.fail(f"board {selector!r} unavailable, skipping the rest: {exc}", pytrace=False)
+        pytest.fail(f"board {selector!r} unavailable, skipping the rest: {broken}", pytrace=False)
     with stack:
         for key, value in _provenance(connected).items():
             record_testsuite_property(key, value)

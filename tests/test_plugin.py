@@ -160,4 +160,6 @@ def test_a_broken_lab_file_is_reported_once(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--device=nx1", f"--lab={lab}")
     result.assert_outcomes(errors=1, skipped=2)
     errors = [line for line in result.stdout.lines if "unknown profile 'xavier-nxx'" in line]
-    assert len(errors) <= 2 and "Traceback" not in result.stdout.str()  # the error, and its summary line
+    # the error, and its summary line where the terminal is wide enough to show the reason
+    assert 1 <= len(errors) <= 2 and "Traceback" not in result.stdout.str()
+    assert "another exception occurred" not in result.stdout.str()
