@@ -130,7 +130,7 @@ def test_a_model_retrained_worse_fails_the_model_card_floor(board_name: str, tmp
 
 
 def test_a_slower_module_fails_the_baseline_gate(board_name: str, tmp_path: Path) -> None:
-    options = ("--power-mode", "default", "--batch", "1", "--precision", "fp32", "--duration", "5", "--rounds", "5")
+    options = ("--power-mode", "default", "--batch", "1", "--precision", "fp32", "--duration", "7", "--rounds", "7")
     baseline, _ = suites(tmp_path, "baseline", *options, tests="suites/test_throughput.py")
     assert baseline.returncode == 0, baseline.stdout[-3000:]
     slower = module_copy(tmp_path, SLOWER_ENGINE)
@@ -138,8 +138,12 @@ def test_a_slower_module_fails_the_baseline_gate(board_name: str, tmp_path: Path
                          tests="suites/test_throughput.py")
     assert done.returncode == 1, done.stdout[-3000:]
     assert list(outcomes(junit).values()) == ["failed"]
-    assert f"regression against {tmp_path / 'baseline' / 'results.csv'}" in done.stdout
-    assert "latency_p50 [raw]" in done.stdout or "raw_fps [raw]" in done.stdout
+    regressions = [line for line in done.stdout.splitlines()
+                   if f"regression against {tmp_path / 'baseline' / 'results.csv'}" in line]
+    assert regressions, done.stdout[-3000:]
+    # the slower engine shows in the engine's own figures (which of them passes its noise band varies with the VM)
+    assert any(f"{metric}: baseline" in line for line in regressions
+               for metric in ("raw_fps [raw]", "latency_p50 [raw]", "latency_p99 [raw]")), regressions
 
 
 def test_a_power_mode_switched_under_a_measurement_fails_it(board_name: str, tmp_path: Path) -> None:
