@@ -156,6 +156,8 @@ def test_a_stalled_phase_or_quiet_telemetry_invalidates_the_measurement() -> Non
     # batch 8 at 30 fps: frames come 8 at a time, 0.27 s apart, which is how this phase always looks
     batched = {"phases": [phase("pipeline", 1.0, 2.0, 0.27, 0.27)]}
     assert stalls(batched, steady, 0.1) == []
+    hiccup = {"phases": [phase("raw", 1.0, 2.0, 0.4, 0.004)]}  # 400 ms of a 1 s phase: a shared VM's scheduler
+    assert stalls(hiccup, steady, 0.1) == []
     quiet = [s for s in steady if not 12.0 < s.t_s < 15.0]
     assert stalls({"phases": [phase("pipeline", 10.0, 20.0, 0.01, 0.01)]}, quiet, 0.1) == [
         "pipeline round 1: no telemetry sample for 3.00 s (sampling every 0.1 s)"]

@@ -86,9 +86,11 @@ def bench_figures(bench: dict, samples: Sequence[TimedSample], profile: DevicePr
 
 
 #: a wait longer than this share of its phase is a stall, when it is also STALL_FACTOR x the phase's typical wait
+#: and at least STALL_MIN_S (a shared machine's scheduler hiccups are a few hundred ms: noise, not a stall)
 STALL_SHARE = 0.2
 STALL_FACTOR = 10.0
-#: telemetry may miss this many sampling intervals in a row before a phase's power is not trusted
+STALL_MIN_S = 1.0
+#: telemetry may miss this many sampling intervals in a row (and STALL_MIN_S) before a phase's power is not trusted
 TELEMETRY_GAP_INTERVALS = 5
 
 
@@ -101,11 +103,11 @@ def stalls(bench: dict, samples: Sequence[TimedSample], interval_s: float) -> li
         where = f"{phase['phase']} round {phase['round'] + 1}"
         length = phase["end"] - phase["start"]
         gap, typical = phase["longest_gap_s"], phase["typical_gap_s"]
-        if gap > STALL_SHARE * length and gap > STALL_FACTOR * typical:
+        if gap > max(STALL_SHARE * length, STALL_FACTOR * typical, STALL_MIN_S):
             reasons.append(f"{where}: no frame for {gap:.2f} s of a {length:.2f} s phase (typically {typical:.3f} s)")
         if times:
             inside = [phase["start"], *(t for t in times if phase["start"] < t < phase["end"]), phase["end"]]
             quiet = max(b - a for a, b in pairwise(inside))
-            if quiet > max(TELEMETRY_GAP_INTERVALS * interval_s, STALL_SHARE * length):
+            if quiet > max(TELEMETRY_GAP_INTERVALS * interval_s, STALL_SHARE * length, STALL_MIN_S):
                 reasons.append(f"{where}: no telemetry sample for {quiet:.2f} s (sampling every {interval_s:g} s)")
     return reasons
