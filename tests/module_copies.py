@@ -9,14 +9,15 @@ from harness.deploy.bundle import EXCLUDED_PARTS, MODULE_DIR
 
 #: the letterbox reports its pad one pixel off from where it placed the image: every box maps back shifted
 BROKEN_LETTERBOX = ("module/preprocess.py", "pad_x=float(pad_x),", "pad_x=float(pad_x + 1),")
-#: every engine call takes a quarter longer (it spins for 25 % of its own time after it; a sleep that short
-#: oversleeps): 1/1.25 = 80 % of the frames per second, a module 20 % slower
+#: every engine call takes twice as long (it spins for its own time after it; a sleep that short oversleeps):
+#: half the frames per second. Not subtler on purpose: the gate widens its band by the runs' own spread, which
+#: on a shared 2-core VM reaches ±15 %, so a 20 % slower module is flagged only when the machine is quiet
 SLOWER_ENGINE = ("module/backends/onnxruntime.py",
                  "        return self._session.run([self._output_name], {self.input_name: batch})[0]",
                  "        import time\n"
                  "        started = time.perf_counter()\n"
                  "        out = self._session.run([self._output_name], {self.input_name: batch})[0]\n"
-                 "        until = time.perf_counter() + (time.perf_counter() - started) * 0.25\n"
+                 "        until = time.perf_counter() + (time.perf_counter() - started)\n"
                  "        while time.perf_counter() < until:\n"
                  "            pass\n"
                  "        return out")

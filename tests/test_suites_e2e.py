@@ -3,7 +3,7 @@
 `pytest suites --device=virtual:orin-nano` runs in a child pytest, as a lab would run it: once with
 the module as it is (every precision, no skips, every figure per phase), then against candidate
 builds with a defect each (tests/module_copies.py): a letterbox one pixel off, a model retrained
-worse, an engine 20 % slower, and a power mode switched under a measurement. Each must fail the
+worse, an engine half as fast, and a power mode switched under a measurement. Each must fail the
 verdict that names it. The board is started once for this file and reused by every child run.
 """
 
@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 
 from harness.board.state import STATE_DIR
+from harness.gates import compare, load_policy
 from harness.golden import FixtureSet
 from harness.profiles import get_profile
+from harness.results import read_results
 from tests.module_copies import BROKEN_LETTERBOX, SLOWER_ENGINE, module_copy, worse_model
 from tests.virtual import docker_or_skip
 
@@ -136,7 +138,10 @@ def test_a_slower_module_fails_the_baseline_gate(board_name: str, tmp_path: Path
     slower = module_copy(tmp_path, SLOWER_ENGINE)
     done, junit = suites(tmp_path, "slower", *options, "--module", slower, "--baseline", "latest",
                          tests="suites/test_throughput.py")
-    assert done.returncode == 1, done.stdout[-3000:]
+    compared = compare(read_results(tmp_path / "baseline" / "results.csv"),
+                       read_results(tmp_path / "slower" / "results.csv"),
+                       load_policy(REPO / "suites" / "regression.yaml"))
+    assert done.returncode == 1, "\n".join(c.describe() for c in compared) or done.stdout[-3000:]
     assert list(outcomes(junit).values()) == ["failed"]
     regressions = [line for line in done.stdout.splitlines()
                    if f"regression against {tmp_path / 'baseline' / 'results.csv'}" in line]
@@ -215,7 +220,6 @@ def test_a_stalled_board_gives_no_figure_until_a_clean_measurement(board_name: s
 
 def test_a_killed_run_leaves_whole_results_and_a_board_that_puts_itself_back(board_name: str,
                                                                             tmp_path: Path) -> None:
-    from harness.results import read_results
     from harness.virtual.engine import docker_client
 
     container = docker_client().containers.get(board_name)
