@@ -42,22 +42,40 @@ class LocalTransportConfig(_Strict):
 TransportConfig = Annotated[SshTransportConfig | LocalTransportConfig, Field(discriminator="kind")]
 
 
+class UplinkConfig(_Strict):
+    """The MQTT broker a board's module publishes to, as the board names it (and, by default, as this host does)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    #: `{board}` is replaced by the board's name
+    topic: str = Field(default="jetson-hil/{board}/detections", min_length=1)
+
+    def topic_for(self, board: str) -> str:
+        return self.topic.replace("{board}", board)
+
+
 class BoardEntry(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     profile: str
     tags: list[str] = []
     transport: TransportConfig
     power_cycle: str | None = Field(default=None, description="shell command run on the harness host")
+    uplink: UplinkConfig | None = None
 
 
 class Lab(_Strict):
     lease_dir: Path | None = None
+    uplink: UplinkConfig | None = None
     boards: list[BoardEntry] = []
     source: str = Field(default="<memory>", exclude=True)
 
     def lease_folder(self) -> Path:
         """Where this lab's leases live: `lease_dir:` when given, else the default."""
         return self.lease_dir.expanduser() if self.lease_dir else default_lease_dir()
+
+    def uplink_for(self, entry: BoardEntry) -> UplinkConfig | None:
+        """The board's own uplink, else the lab's; None: the harness brings a broker for the session."""
+        return entry.uplink or self.uplink
 
     def select(self, selector: str, profiles: dict[str, DeviceProfile]) -> list[BoardEntry]:
         """Boards matching a board name, a profile name, or `tag:X` (in inventory order)."""

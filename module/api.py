@@ -3,6 +3,7 @@
 GET  /health  → {"status": "running"|"stopped"|"error", ...}
 GET  /info    → model hash, backend, precision, versions, run id
 GET  /stats   → frames, fps, per-stage latency percentiles, uplink counters
+GET  /uplink  → what was produced for the uplink: runs with their seq ranges, dropped ranges, backlog
 GET  /config  → thresholds and fps cap;  PUT /config with a partial JSON object changes them
 POST /start, POST /stop → start or stop the pipeline
 """
@@ -27,6 +28,7 @@ class Controls:
         health: Callable[[], dict],
         info: Callable[[], dict],
         stats: Callable[[], dict],
+        uplink: Callable[[], dict],
         get_config: Callable[[], dict],
         set_config: Callable[[dict], dict],
         start: Callable[[], dict],
@@ -36,6 +38,7 @@ class Controls:
             ("GET", "/health"): lambda _: health(),
             ("GET", "/info"): lambda _: info(),
             ("GET", "/stats"): lambda _: stats(),
+            ("GET", "/uplink"): lambda _: uplink(),
             ("GET", "/config"): lambda _: get_config(),
             ("PUT", "/config"): set_config,
             ("POST", "/start"): lambda _: start(),
@@ -50,7 +53,7 @@ def _handler(controls: Controls) -> type:
         def _dispatch(self, method: str) -> None:
             route = controls.routes.get((method, self.path.split("?")[0]))
             if route is None:
-                self._reply(404, {"error": f"no {method} {self.path}; see /health, /info, /stats, /config"})
+                self._reply(404, {"error": f"no {method} {self.path}; see /health, /info, /stats, /uplink, /config"})
                 return
             body: dict = {}
             length = int(self.headers.get("Content-Length") or 0)

@@ -66,7 +66,7 @@ class App:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
-            self.outbox = Outbox(state_dir / "outbox.sqlite", max_messages=outbox_max)
+            self.outbox = Outbox(state_dir / "outbox.sqlite", max_messages=outbox_max, run_id=self.run_id)
         except (OSError, sqlite3.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise ModuleError(f"cannot keep the outbox in --state-dir {state_dir}: {reason}") from None
@@ -145,6 +145,18 @@ class App:
         pipeline = idle if self.pipeline is None else self.pipeline.stats.snapshot()
         return dict(pipeline, uplink=self.publisher.stats())
 
+    def uplink(self) -> dict:
+        """What this module produced for the uplink, for a consumer checking delivery: every run's seq range
+        (this process's and earlier ones' kept in the outbox), the seq ranges dropped on overflow, the backlog."""
+        return dict(
+            self.publisher.stats(),
+            run_id=self.run_id,
+            runs=self.outbox.runs(),
+            dropped_ranges=self.outbox.dropped_ranges(),
+            max_messages=self.outbox.max_messages,
+            file_bytes=self.outbox.file_bytes(),
+        )
+
     def get_config(self) -> dict:
         return asdict(self.config)
 
@@ -159,7 +171,8 @@ class App:
         done = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: done.set())
-        controls = Controls(self.health, self.info, self.stats, self.get_config, self.set_config, self.start, self.stop)
+        controls = Controls(self.health, self.info, self.stats, self.uplink, self.get_config, self.set_config,
+                            self.start, self.stop)
         try:  # bound first: a port in use fails before anything runs
             server = ControlServer(controls, port=port)
         except OSError as exc:

@@ -59,6 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fixtures-dir", type=Path, default=FixtureSet().root, metavar="DIR",
                     help="correctness fixtures: images, labels.json, golden/detections.json (default: fixtures/)")
     group.addoption("--run-id", default=None, help="name of this run's results folder (default: time and board)")
+    group.addoption("--outage-scale", type=float, default=1.0, metavar="SECONDS",
+                    help="resilience durations: seconds per minute of Microsoft's IoT Edge outage matrix; 60 runs "
+                         "its minutes, the default 1 runs seconds (default: %(default)s)")
 
 
 def _listed(config: pytest.Config, option: str, allowed: tuple[str, ...] | None = None) -> list[str]:
@@ -74,6 +77,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Every suite option, checked before anything is leased or deployed."""
     if config.getoption("--duration") <= 0:
         raise pytest.UsageError(f"--duration must be more than 0 seconds, got {config.getoption('--duration')}")
+    if not config.getoption("--outage-scale") > 0:
+        raise pytest.UsageError(f"--outage-scale must be more than 0 (seconds per minute of the outage matrix), got "
+                                f"{config.getoption('--outage-scale')}")
     if config.getoption("--rounds") < 1:
         raise pytest.UsageError(f"--rounds must be at least 1, got {config.getoption('--rounds')}")
     if config.getoption("--precision") != "all":

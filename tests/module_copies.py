@@ -23,6 +23,15 @@ SLOWER_ENGINE = ("module/backends/onnxruntime.py",
                  "        return out")
 
 
+#: the outbox forgets a message as soon as it is handed to the MQTT client, before the broker's PUBACK: whatever
+#: the client still holds when the module dies is lost
+EARLY_ACK = ("module/uplink/sinks/mqtt.py",
+             "        info = self._client.publish(self.topic, payload, qos=1)\n",
+             "        info = self._client.publish(self.topic, payload, qos=1)\n"
+             "        self._add_acked([seq])\n"
+             "        return\n")
+
+
 def module_copy(target: Path, *edits: tuple[str, str, str], model: Path | None = None) -> Path:
     """Copy the module to `target`/module, apply (file, old, new) edits, optionally swap in another model file."""
     root = target / "module"

@@ -9,7 +9,6 @@ verdict that names it. The board is started once for this file and reused by eve
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,54 +27,15 @@ from harness.golden import FixtureSet
 from harness.profiles import get_profile
 from harness.results import read_results
 from tests.module_copies import BROKEN_LETTERBOX, SLOWER_ENGINE, module_copy, worse_model
-from tests.virtual import docker_or_skip
-
-REPO = Path(__file__).resolve().parents[1]
-PROFILE = "orin-nano"  # a profile the other virtual tests don't lease
-CHILD_TIMEOUT_S = 900
+from tests.suite_runs import CHILD_TIMEOUT_S, PROFILE, REPO, outcomes, rows, suites
 
 pytestmark = pytest.mark.virtual
 
 
-@pytest.fixture(scope="module")
-def board_name() -> Iterator[str]:
-    """One running virtual board for every child run here (each would start and deploy one otherwise)."""
-    docker_or_skip()
-    from harness.virtual import boards
-
-    board = boards.up(PROFILE)
-    try:
-        yield board.name
-    finally:
-        boards.down(board.name)
-
-
-def suites(report: Path, run_id: str, *args: str | Path, tests: str = "suites",
-           ) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """`pytest TESTS --device=virtual:orin-nano ARGS` in a child process, as a lab would run it."""
-    junit = report / f"{run_id}.xml"
-    command = [sys.executable, "-m", "pytest", tests, f"--device=virtual:{PROFILE}", "--report-dir", str(report),
-               "--run-id", run_id, f"--junitxml={junit}", "-p", "no:cacheprovider", "-q", *map(str, args)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False)
-    return done, junit
-
-
-def outcomes(junit: Path) -> dict[str, str]:
-    """test name → passed | failed | skipped | error, from the child's JUnit XML."""
-    found = {}
-    for case in ET.parse(junit).iter("testcase"):
-        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-        found[case.get("name")] = {"failure": "failed"}.get(kinds[0], kinds[0]) if kinds else "passed"
-    return found
-
-
-def rows(report: Path, run_id: str) -> list[dict[str, str]]:
-    with (report / run_id / "results.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_suites_deploy_measure_and_record_every_observation(board_name: str, tmp_path: Path) -> None:
-    done, junit = suites(tmp_path, "e2e", "--duration", "3", "--rounds", "3", "--power-mode", "default",
+    # the resilience suite has its own end-to-end file (tests/test_resilience_e2e.py)
+    done, junit = suites(tmp_path, "e2e", "--ignore", "suites/test_resilience.py", "--duration", "3", "--rounds", "3",
+                         "--power-mode", "default",
                          "--batch", "1,4")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert f"results.csv: {tmp_path / 'e2e' / 'results.csv'}" in done.stdout

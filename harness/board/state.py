@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from harness.board.boot import rc_local_entry
 from harness.errors import HarnessError
 from harness.transport.base import COMMAND_TAG, Transport
 
@@ -128,13 +129,11 @@ class BoardState:
         boot = f"python3 {WATCHDOG} --state {STATE_DIR}"
         unit = (f"[Unit]\nDescription=jetson-hil board state watchdog\n\n[Service]\nType=simple\nExecStart=/usr/bin/"
                 f"{boot}\n\n[Install]\nWantedBy=multi-user.target\n")
-        rc_local = f"{boot} >/dev/null 2>&1 & {RC_LOCAL_MARK}"
         self._root(
             f"if [ -d /run/systemd/system ]; then "
             f"[ -f /etc/systemd/system/{UNIT}.service ] || {{ cat > /etc/systemd/system/{UNIT}.service && "
             f"systemctl daemon-reload && systemctl enable {UNIT} >/dev/null 2>&1; }}; "
-            f"else [ -f /etc/rc.local ] || printf '#!/bin/sh\\n' > /etc/rc.local; chmod 755 /etc/rc.local; "
-            f"grep -q {shlex.quote(RC_LOCAL_MARK)} /etc/rc.local || echo {shlex.quote(rc_local)} >> /etc/rc.local; fi",
+            f"else {rc_local_entry(f'{boot} >/dev/null 2>&1 &', RC_LOCAL_MARK)}; fi",
             stdin=unit)
 
     def _start_watchdog(self) -> None:

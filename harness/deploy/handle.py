@@ -20,6 +20,8 @@ from harness.errors import DeployError
 from harness.transport.base import CommandResult
 
 API_TIMEOUT_S = 10.0
+#: the module's systemd unit where the board runs systemd
+SYSTEMD_UNIT = "jetson-hil-module"
 HEALTH_POLL_S = 0.25
 
 
@@ -99,8 +101,19 @@ class ModuleHandle:
         return self._local_port
 
     def api(self, path: str, method: str = "GET", body: dict | None = None, timeout: float = API_TIMEOUT_S) -> dict:
-        """Call the module's control API; HTTP errors come back as DeployError with the module's message."""
+        """Call the module's control API; HTTP errors come back as DeployError with the module's message. A
+        tunnel that died with its SSH connection (a reboot, a reconnect) is opened again, once."""
         data = json.dumps(body).encode() if body is not None else None
+        try:
+            return self._call(path, method, data, timeout)
+        except (urllib.error.URLError, ConnectionError):
+            self.close()
+        try:
+            return self._call(path, method, data, timeout)
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise DeployError(f"{self.board.name}: module API {method} {path} unreachable: {exc}") from None
+
+    def _call(self, path: str, method: str, data: bytes | None, timeout: float) -> dict:
         request = urllib.request.Request(f"http://127.0.0.1:{self._port()}{path}", data=data, method=method)
         request.add_header("Content-Type", "application/json")
         try:
@@ -109,8 +122,8 @@ class ModuleHandle:
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")
             raise DeployError(f"{self.board.name}: module API {method} {path}: {exc.code} {detail}") from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            raise DeployError(f"{self.board.name}: module API {method} {path} unreachable: {exc}") from None
+        except TimeoutError as exc:
+            raise DeployError(f"{self.board.name}: module API {method} {path}: no answer in {timeout:g} s") from exc
 
     def wait_healthy(self, timeout: float = 120.0) -> dict:
         """Poll /health until the module answers (engine builds make a first start slow); give up early
@@ -132,6 +145,19 @@ class ModuleHandle:
             f"{self.board.name}: module not healthy ({last}); last log lines: " + " | ".join(tail)
         )
 
+    def kill(self) -> int:
+        """SIGKILL the module process, not its supervisor: a crash the deployment must recover from by itself.
+        Returns the killed pid."""
+        if self.report.manager == "systemd":
+            pid = f"$(systemctl show -p MainPID --value {SYSTEMD_UNIT})"
+        else:
+            pid = f"$(cat {shlex.quote(self.root + '/run/module.pid')})"
+        result = self.board.transport.run(f"pid={pid} && [ \"$pid\" -gt 0 ] && {self.board.sudo}kill -KILL $pid && "
+                                          "echo $pid", timeout=15)
+        if not result.ok or not result.stdout.strip().isdigit():
+            raise DeployError(f"{self.board.name}: could not kill the module: {result.stderr.strip() or 'no pid'}")
+        return int(result.stdout)
+
     def api_call_on_board(self, path: str, method: str = "GET", timeout: float = 5) -> str:
         """A shell command that calls the module's API from the board itself and prints the answer (no tunnel:
         the board's watchdog runs it as an undo when the harness is gone)."""
@@ -143,7 +169,7 @@ class ModuleHandle:
         its /health answer, None while it does not answer yet, or why it never will."""
         probe = f"{self.api_call_on_board('/health', timeout=2)} 2>/dev/null"
         if self.report.manager == "systemd":
-            gone = "systemctl is-failed --quiet jetson-hil-module"
+            gone = f"systemctl is-failed --quiet {SYSTEMD_UNIT}"
         else:
             gone = f"! kill -0 $(cat {shlex.quote(self.root + '/run/supervisor.pid')} 2>/dev/null) 2>/dev/null"
         result = self.board.transport.run(f"{probe} || {{ {gone} && echo GAVE-UP; }}", timeout=15)

@@ -14,16 +14,17 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.board import Board
+from harness.board.boot import rc_local_entry
 from harness.errors import DeployError
 from harness.transport.base import CommandResult
 
 from .bundle import MODULE_DIR, module_bundle, requirements_text
+from .handle import SYSTEMD_UNIT as UNIT
 from .handle import DeployReport, ModuleHandle, put_bytes
 from .service import ServiceSpec
 from .wheelhouse import PROBE_COMMAND, PythonTarget, parse_probe, requirements_sha, wheelhouse
 
 ROOT_NAME = "jetson-hil"
-UNIT = "jetson-hil-module"
 STOP_TIMEOUT_S = 20
 INSTALL_TIMEOUT_S = 900
 
@@ -148,10 +149,19 @@ class NativeDeployer:
                 f"{s}systemctl daemon-reload && {s}systemctl enable {UNIT} && {s}systemctl restart {UNIT} && {record}"
             )
         else:
-            # the whole background list is redirected, so the SSH channel closes at once
+            # the whole background list is redirected, so the SSH channel closes at once; the same script runs
+            # at boot from /etc/rc.local (as this user), so the module comes back after a reboot as under systemd
+            boot = (
+                f"#!/bin/sh\n(cd {q(root)} && JETSON_HIL_ENGINE_CACHE={q(root)}/engines exec setsid sh "
+                f"app/supervise.sh {q(root)} {command}) >/dev/null 2>&1 </dev/null &\n"
+            )
+            put_bytes(self.board, boot.encode(), f"{root}/run/boot.sh")
+            mark = f"# jetson-hil module {root}"
+            owner = f"\"$(stat -c %U {q(root)})\""
+            at_boot = f"[ -x {q(root)}/run/boot.sh ] && su -s /bin/sh {owner} -c {q(root)}/run/boot.sh"
             script = (
-                f"(cd {q(root)} && JETSON_HIL_ENGINE_CACHE={q(root)}/engines exec setsid sh app/supervise.sh "
-                f"{q(root)} {command}) >/dev/null 2>&1 </dev/null & {record}"
+                f"chmod 755 {q(root)}/run/boot.sh && {s}sh -c {q(rc_local_entry(at_boot, mark))} && "
+                f"sh {q(root)}/run/boot.sh && {record}"
             )
         self._say(f"starting the module ({manager})")
         _check(self.board.transport.run(script, timeout=60), self.board, "starting the module")

@@ -15,12 +15,16 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+                                 started REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dropped_ranges (first INTEGER PRIMARY KEY, last INTEGER NOT NULL UNIQUE);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('last_seq', 0), ('dropped', 0);
 """
 
@@ -36,9 +40,14 @@ class Outbox:
 
     One process owns an outbox (an flock on ``PATH.lock``, released by the kernel even on SIGKILL). Within it, all
     methods are thread-safe: the pipeline thread puts while the publisher thread peeks and acks.
+
+    What it produced is on record for whoever checks delivery: per ``run_id`` (one per process that put messages)
+    its first and last seq, and the seq ranges dropped on overflow. A consumer can then tell a message lost from
+    one dropped on purpose, across crashes and reboots.
     """
 
-    def __init__(self, path: str | os.PathLike[str], max_messages: int = 100_000, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | os.PathLike[str], max_messages: int = 100_000, synchronous: str = "FULL",
+                 run_id: str | None = None) -> None:
         if max_messages < 1:
             raise ValueError("max_messages must be >= 1")
         synchronous = synchronous.upper()
@@ -46,6 +55,7 @@ class Outbox:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
         self.path = os.fspath(path)
         self.max_messages = max_messages
+        self.run_id = run_id
         self.acked = 0  # rows deleted by ack() in this process
         self._lock = threading.Lock()
         parent = os.path.dirname(os.path.abspath(self.path))
@@ -81,18 +91,27 @@ class Outbox:
             with self._transaction():
                 self._db.execute("INSERT INTO messages (seq, payload) VALUES (?, ?)", (seq, data))
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq,))
-                if overflow:
-                    dropped = self._db.execute(
-                        "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages ORDER BY seq LIMIT ?)",
-                        (overflow,),
-                    ).rowcount
-                    self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (dropped,))
-                else:
-                    dropped = 0
+                if self.run_id is not None:
+                    self._db.execute(
+                        "INSERT INTO runs (run_id, first_seq, last_seq, started) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (run_id) DO UPDATE SET last_seq = excluded.last_seq",
+                        (self.run_id, seq, seq, time.time()),
+                    )
+                dropped = self._drop_oldest(overflow) if overflow else 0
             self._last_seq = seq
             self._depth += 1 - dropped
             self._dropped += dropped
             return seq
+
+    def _drop_oldest(self, n: int) -> int:
+        """Delete the ``n`` oldest messages (inside put's transaction), counted and kept as seq ranges."""
+        victims = [int(r[0]) for r in self._db.execute("SELECT seq FROM messages ORDER BY seq LIMIT ?", (n,))]
+        for seq in victims:
+            self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+            if not self._db.execute("UPDATE dropped_ranges SET last = ? WHERE last = ?", (seq, seq - 1)).rowcount:
+                self._db.execute("INSERT INTO dropped_ranges (first, last) VALUES (?, ?)", (seq, seq))
+        self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (len(victims),))
+        return len(victims)
 
     def peek(self, n: int, after: int = 0) -> list[tuple[int, bytes]]:
         """The oldest ``n`` messages with ``seq > after`` (the publisher passes what it already has in flight)."""
@@ -133,6 +152,22 @@ class Outbox:
         """Highest sequence number ever assigned (persisted; 0 for a new outbox)."""
         with self._lock:
             return self._last_seq
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run that put messages: run_id, first_seq, last_seq, started (epoch s), oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT run_id, first_seq, last_seq, started FROM runs ORDER BY first_seq")
+            return [{"run_id": r, "first_seq": f, "last_seq": last, "started": s} for r, f, last, s in rows]
+
+    def dropped_ranges(self) -> list[tuple[int, int]]:
+        """Seq ranges (first, last, inclusive) dropped on overflow, oldest first."""
+        with self._lock:
+            return [(int(f), int(last)) for f, last in self._db.execute(
+                "SELECT first, last FROM dropped_ranges ORDER BY first")]
+
+    def file_bytes(self) -> int:
+        """What the outbox takes on disk now: the database and its WAL."""
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
 
     def journal_mode(self) -> str:
         with self._lock:

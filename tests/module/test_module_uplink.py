@@ -24,11 +24,11 @@ from tests.module.test_uplink_mqtt import (
     Mosquitto,
     Subscriber,
     assert_delivered_in_order,
-    free_port,
     mosquitto,
     subscriber_factory,
     wait_until,
 )
+from tests.sshd import free_port
 
 pytestmark = pytest.mark.mqtt
 __all__ = ["mosquitto", "subscriber_factory"]  # fixtures used by name below

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,77 +23,16 @@ from typing import Any
 
 import pytest
 
+from harness.uplink.broker import MOSQUITTO
+from harness.uplink.broker import HostBroker as Mosquitto
 from tests.ci import unavailable
-from tests.sshd import free_port, wait_until
+from tests.sshd import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"  # Debian package "mosquitto" (scripts/setup.sh)
 OUTAGE_S = 20.0  # required by the acceptance criteria
 MAX_INFLIGHT = 100  # MqttSink's default window: the most a reconnect or a restart can duplicate
 
 pytestmark = pytest.mark.mqtt
-
-
-class Mosquitto:
-    """One broker on 127.0.0.1:port that a test can stop and start again.
-
-    Persistence is on, in the test's tmp dir, so the subscriber's session and its queue survive a broker restart:
-    with it off, whatever the producer resends in the moments before the subscriber has resubscribed would be lost
-    by the broker, not by the code under test.
-    """
-
-    def __init__(self, workdir: Path, extra_config: tuple[str, ...] = ()) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.log = workdir / "mosquitto.log"
-        self.conf = workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            "persistence true",
-            f"persistence_location {workdir}/",
-            "max_queued_messages 0",  # unlimited: a burst after an outage must not be dropped by the broker
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            *extra_config,
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")  # otherwise it drops to the 'mosquitto' user, which can't write workdir
-        self.conf.write_text("\n".join(lines) + "\n")
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> None:
-        assert self._proc is None, "broker already running"
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() >= deadline:
-                    raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout:g}s") from None
-                time.sleep(0.02)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM: a clean shutdown, which is also when mosquitto saves its persistence file."""
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout)
-        self._proc = None
 
 
 class Subscriber:

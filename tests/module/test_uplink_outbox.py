@@ -44,6 +44,25 @@ def test_overflow_drops_oldest_and_counts_persistently(tmp_path: Path) -> None:
         assert [seq for seq, _ in outbox.peek(10)] == [4, 5, 6]
 
 
+def test_runs_and_dropped_ranges_are_on_record_across_processes(tmp_path: Path) -> None:
+    """What a delivery check needs: each run's seq range, and exactly which seqs overflow dropped."""
+    path = tmp_path / "outbox.db"
+    with Outbox(path, max_messages=4, run_id="first") as outbox:
+        for i in range(6):
+            outbox.put({"frame_id": i})
+        outbox.ack([4])  # acknowledged out of order: the next drop skips it
+        assert outbox.dropped_ranges() == [(1, 2)]
+    with Outbox(path, max_messages=4, run_id="second") as outbox:
+        for i in range(3):
+            outbox.put({"frame_id": i})
+        assert [(r["run_id"], r["first_seq"], r["last_seq"]) for r in outbox.runs()] == [("first", 1, 6),
+                                                                                       ("second", 7, 9)]
+        assert [seq for seq, _ in outbox.peek(10)] == [6, 7, 8, 9]
+        assert outbox.dropped_ranges() == [(1, 3), (5, 5)]
+        assert outbox.dropped == 4
+        assert outbox.file_bytes() > 0
+
+
 def test_peek_after_and_ack_of_unknown_seqs(tmp_path: Path) -> None:
     with Outbox(tmp_path / "outbox.db") as outbox:
         for i in range(5):
