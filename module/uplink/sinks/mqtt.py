@@ -1,5 +1,10 @@
 """MQTT sink on paho-mqtt 2.x: QoS 1, acknowledged by PUBACK.
 
+A link cut silently (a pulled cable, a dropped route) does not close the connection: TCP keeps retransmitting
+with exponential backoff (up to 2 minutes between tries, about 15 minutes before it gives up), and once the link
+is back the backlog waits for the next retry. So the socket gets TCP_USER_TIMEOUT (Linux): data unacknowledged
+for ``user_timeout_s`` ends the connection, and paho reconnects on its own schedule (``retry_max_s``).
+
 The session is clean (``clean_session=True``): persistence is the outbox's job. What paho keeps is its in-flight
 window; after a reconnect paho resends those unacknowledged PUBLISHes itself (DUP flag) before we hand it anything
 new, so the broker sees seqs in order. QoS 1 is at-least-once: a PUBLISH the broker got whose PUBACK was lost in a
@@ -8,6 +13,8 @@ disconnect is delivered twice; consumers dedup by ``seq`` (the tests count how o
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import urllib.parse
 import uuid
@@ -44,6 +51,7 @@ class MqttSink(Sink):
         retry_min_s: int = 1,
         retry_max_s: int = 10,
         connect_timeout_s: float = 5.0,
+        user_timeout_s: float = 10.0,
     ) -> None:
         super().__init__()
         parts = urllib.parse.urlsplit(url)
@@ -55,6 +63,7 @@ class MqttSink(Sink):
         self.topic = topic
         self.keepalive = keepalive
         self.max_inflight = max_inflight
+        self.user_timeout_s = user_timeout_s
         self._retry = f"{retry_min_s}..{retry_max_s}s"
         self._client = _Client(
             CallbackAPIVersion.VERSION2,
@@ -69,6 +78,7 @@ class MqttSink(Sink):
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_socket_open = self._on_socket_open
         self._lock = threading.Lock()
         self._inflight: dict[int, int] = {}  # mid -> seq, sent and not yet PUBACKed
         self._early: set[int] = set()  # PUBACKs that beat send() recording the mid
@@ -121,6 +131,11 @@ class MqttSink(Sink):
 
     # paho callbacks, on its network thread. paho holds its own message lock around on_publish, so these only take
     # self._lock, which send() never holds while calling into paho.
+
+    def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux; elsewhere TCP's own give-up applies
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(self.user_timeout_s * 1000))
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
