@@ -11,5 +11,6 @@ status=0
 .venv/bin/python -m pytest suites --device=virtual:xavier-nx --report-dir reports --run-id "$run" \
   --junitxml "reports/$run/junit.xml" -p no:cacheprovider "$@" || status=$?
 echo "==> results: reports/$run/results.csv (one row per measurement), reports/$run/benchmark.json" \
-     "(pytest-benchmark format), reports/$run/junit.xml, reports/$run/resilience/ (outage timelines)"
+     "(pytest-benchmark format), reports/$run/junit.xml, reports/$run/resilience/ (outage timelines)," \
+     "reports/$run/report.html (and .md, .json); history: reports/history.sqlite"
 exit "$status"

@@ -7,6 +7,7 @@ Options are checked when pytest starts, before a board is leased: a wrong one is
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 import warnings
@@ -33,6 +34,7 @@ from module.model import file_sha256
 SUITES = Path(__file__).resolve().parent
 RUN_DIR = pytest.StashKey[Path]()
 POLICY = pytest.StashKey[GatePolicy]()
+REPORT_FAILED = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,6 +61,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fixtures-dir", type=Path, default=FixtureSet().root, metavar="DIR",
                     help="correctness fixtures: images, labels.json, golden/detections.json (default: fixtures/)")
     group.addoption("--run-id", default=None, help="name of this run's results folder (default: time and board)")
+    group.addoption("--history", default=None, metavar="URL|FILE",
+                    help="results history this run is added to at its end, and whose trend its report draws: a "
+                         "SQLAlchemy URL (PostgreSQL for a farm) or a SQLite file "
+                         "(default: <report-dir>/history.sqlite)")
     group.addoption("--outage-scale", type=float, default=1.0, metavar="SECONDS",
                     help="resilience durations: seconds per minute of Microsoft's IoT Edge outage matrix; 60 runs "
                          "its minutes, the default 1 runs seconds (default: %(default)s)")
@@ -176,14 +182,56 @@ def run_dir(request: pytest.FixtureRequest, report_dir: Path, run_id: str) -> Pa
     return path
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run goes into the results history, and its report (report.html, .md, .json) is written from what it
+    recorded, also after failures; against the same baseline as the throughput gate when one was given, with the
+    history's trend. Neither can crash the run: what fails is one line in the summary."""
+    config = session.config
+    path = config.stash.get(RUN_DIR, None)
+    if path is None or not (path / "results.csv").is_file():
+        return
+    from harness.history import HISTORY_FILE, History
+    from harness.report import build, load_run, trend, write
+    from harness.report.baseline import resolve
+
+    problems = []
+    xmlpath = config.getoption("xmlpath", None)
+    try:
+        run = load_run(path, Path(xmlpath) if xmlpath else None)
+    except HarnessError as exc:
+        config.stash[REPORT_FAILED] = f"no report: {exc}"
+        return
+    past = None
+    try:
+        history = History(config.getoption("--history") or Path(config.getoption("--report-dir")) / HISTORY_FILE)
+        history.import_run(run)
+        past = history.figures(sorted({row.board for row in run.rows}), trend.WANTED)
+    except (HarnessError, OSError) as exc:
+        problems.append(f"not added to the history: {exc}")
+    try:
+        spec = config.getoption("--baseline")
+        baseline = None
+        if spec:
+            with contextlib.suppress(HarnessError):  # no earlier run yet: the throughput gate said so already
+                baseline = resolve(spec, [run])
+        write(build([run], config.stash[POLICY], baseline, past), path)
+    except (HarnessError, OSError, ValueError) as exc:
+        problems.append(f"no report: {exc}")
+    if problems:
+        config.stash[REPORT_FAILED] = "; ".join(problems)
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """Say where this run's results are, also after failures (rows are written as they are measured)."""
+    """Say where this run's results and report are, also after failures (rows are written as they are measured)."""
     path = config.stash.get(RUN_DIR, None)
     if path is not None:
         terminalreporter.write_sep("-", "jetson-hil results")
-        for name in ("results.csv", "benchmark.json"):
+        for name in ("results.csv", "benchmark.json", "report.html", "report.md", "report.json"):
             if (path / name).is_file():
                 terminalreporter.write_line(f"{name}: {path / name}")
+        if REPORT_FAILED in config.stash:
+            terminalreporter.write_line(f"jetson-hil: {config.stash[REPORT_FAILED]}")
 
 
 class _RunStopsOnWriteFailure(ResultsWriter):

@@ -88,6 +88,13 @@ def journal(board: Board) -> dict:
     return json.loads(board.transport.run(f"cat {STATE_DIR}/journal.json", timeout=15).check().stdout)
 
 
+def last_restore(board: Board, since: float) -> dict:
+    """The watchdog's restore record if it was written after `since` (epoch s), else {} (an older one, or none)."""
+    found = board.transport.run(f"cat {STATE_DIR}/last-restore.json", timeout=15).stdout
+    record = json.loads(found) if found.strip() else {}
+    return record if record.get("restored_at", 0) >= since else {}
+
+
 def restored(board: Board, mode: int) -> Callable[[], bool]:
     def check() -> bool:
         return board.power_mode().id == mode and not board.clocks_status().locked
@@ -98,10 +105,12 @@ def test_a_killed_harness_leaves_a_board_that_restores_itself(virtual_board: Boa
     left = journal(virtual_board)
     assert [c["what"] for c in left["changes"]][-1] == "clocks locked"  # journaled before the change was made
     pristine = left["pristine"]["power_mode"]
+    killed_at = time.time()
     killed_harness()
     took = wait_for(restored(virtual_board, pristine), WATCHDOG_S + 20, "the board's own restore")
     assert took <= WATCHDOG_S + 5, f"restored {took:.1f} s after SIGKILL, timeout {WATCHDOG_S} s"
-    last = json.loads(virtual_board.transport.run(f"cat {STATE_DIR}/last-restore.json", timeout=15).check().stdout)
+    wait_for(lambda: bool(last_restore(virtual_board, killed_at)), 10, "the restore's record")  # written after it
+    last = last_restore(virtual_board, killed_at)
     assert last["reason"] == f"no heartbeat from the harness for {WATCHDOG_S:.0f} s" and len(last["killed"]) == 1
     assert not virtual_board.transport.run(f"test -e {STATE_DIR}/journal.json", timeout=15).ok
     assert not virtual_board.transport.run("pgrep -f 'sleep 60[0]'", timeout=15).ok  # its bench died with it
@@ -129,12 +138,14 @@ def test_a_session_right_after_a_kill_records_the_true_pristine_state(virtual_bo
 
 def test_a_board_rebooted_mid_run_restores_after_boot(virtual_board: Board, killed_harness) -> None:
     pristine = journal(virtual_board)["pristine"]["power_mode"]
+    killed_at = time.time()
     killed_harness()
     virtual_board.reboot(timeout=120)  # the running watchdog dies with the boot; the boot starts another
     took = wait_for(lambda: virtual_board.power_mode().id == pristine, WATCHDOG_S + 30, "the restore after boot")
     assert took <= WATCHDOG_S + 10
-    last = virtual_board.transport.run(f"cat {STATE_DIR}/last-restore.json", timeout=15).check().stdout
-    assert "no heartbeat from the harness" in last
+    # the record is written once the undo commands ran: the restored mode can show before it
+    wait_for(lambda: bool(last_restore(virtual_board, killed_at)), 10, "the restore's record")
+    assert last_restore(virtual_board, killed_at)["reason"].startswith("no heartbeat from the harness")
 
 
 def test_a_session_that_ends_badly_still_puts_the_board_back(virtual_board: Board, tmp_path: Path,

@@ -63,6 +63,13 @@ def test_suites_deploy_measure_and_record_every_observation(board_name: str, tmp
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert {"board", "l4t", "jetpack", "model_sha256", "harness_version", "onnxruntime"} <= set(properties)
     assert (tmp_path / "e2e" / "benchmark.json").is_file()
+    # the session's end: the run in the history, its report written from it, paths printed
+    report = json.loads((tmp_path / "e2e" / "report.json").read_text())
+    device = report["devices"][0]
+    assert device["verdicts"] == results and len(device["throughput"]) == 6  # 1 mode x 2 batches x 3 precisions
+    assert set(device["modeled_columns"]) == {"power W", "J/frame", "FPS/W"}
+    assert report["trends"] and f"report.html: {tmp_path / 'e2e' / 'report.html'}" in done.stdout
+    assert (tmp_path / "history.sqlite").is_file()
 
 
 def test_a_letterbox_one_pixel_off_fails_correctness(board_name: str, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""`hil`: the harness's command line (devices, probe, telemetry parsing, virtual boards)."""
+"""`hil`: the harness's command line (devices, probe, golden fixtures, reports, history, telemetry, virtual
+boards)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from importlib.metadata import entry_points
 import typer
 from rich.console import Console
 
-from harness.cli import devices, golden, telemetry
+from harness.cli import devices, golden, history, report, telemetry
 from harness.errors import HarnessError
 from harness.lab import load_providers
 
@@ -17,7 +18,9 @@ app = typer.Typer(help="jetson-hil: test and benchmark object-detection modules 
 app.command("devices")(devices.devices)
 app.command("probe")(devices.probe)
 app.command("golden")(golden.golden)
+app.command("report")(report.report)
 app.add_typer(telemetry.app, name="telemetry")
+app.add_typer(history.app, name="history")
 for _plugin in entry_points(group="jetson_hil.cli"):
     app.add_typer(_plugin.load(), name=_plugin.name)
 

@@ -1,0 +1,50 @@
+"""`hil report`: per-device and cross-device reports of run folders, gated against a baseline."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from harness.gates import load_policy
+from harness.history import History
+from harness.report import build, load_run, trend, write
+from harness.report.baseline import resolve
+
+out = Console(markup=False, highlight=False, soft_wrap=True)  # figures say [raw]: not markup
+POLICY = Path(__file__).resolve().parents[2] / "suites" / "regression.yaml"
+
+
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="run folders (reports/<run>) or their results.csv")],
+    baseline: Annotated[str | None, typer.Option(help="run folder, 'latest' or a date YYYY-MM-DD")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="where to write (default: the first run)")] = None,
+    regression_config: Annotated[Path, typer.Option(help="per-metric thresholds")] = POLICY,
+    history: Annotated[str | None, typer.Option(help="history database (SQLAlchemy URL or SQLite file) for the "
+                                                     "trend section")] = None,
+) -> None:
+    """Write report.html, report.md and report.json; exit 1 when a figure regressed against the baseline."""
+    loaded = [load_run(path) for path in runs]
+    policy = load_policy(regression_config)
+    past = None
+    if history is not None:
+        boards = sorted({row.board for run in loaded for row in run.rows})
+        past = History(history).figures(boards, trend.WANTED)
+        out.print(f"history: {len(past)} rows of {', '.join(boards)}")
+    out.print(f"building the report of {', '.join(run.name for run in loaded)}")
+    made = build(loaded, policy, resolve(baseline, loaded) if baseline else None, past)
+    out.print("rendering tables and charts")
+    for path in write(made, out_dir or loaded[0].folder):
+        out.print(f"wrote {path}")
+    if made.baseline is not None:
+        out.print(f"baseline {made.baseline}: {len(made.compared)} measured figures compared, "
+                  f"{len(made.regressions)} regressed")
+    for comparison in made.regressions:
+        row = comparison.row
+        out.print(f"REGRESSION {row.board} {row.power_mode or '-'} {row.precision or '-'} b{row.batch or '-'}: "
+                  f"{comparison.describe()}")
+    if made.regressions:
+        sys.exit(1)

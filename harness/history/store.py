@@ -1,0 +1,140 @@
+"""The results history: every run's rows in one database that nightly runs append to. A SQLite file by default
+(no set-up), any SQLAlchemy URL otherwise (PostgreSQL when a farm's controllers share one). The schema is
+versioned; a run is imported once (again only when its results changed, replacing its rows)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from harness.errors import HarnessError
+from harness.report.runs import RunData
+from harness.results.table import FIELDS
+
+SCHEMA_VERSION = 1
+HISTORY_FILE = "history.sqlite"
+CHUNK = 50_000
+
+_metadata = sa.MetaData()
+_meta = sa.Table("jetson_hil_meta", _metadata, sa.Column("key", sa.String(64), primary_key=True),
+                 sa.Column("value", sa.String(256), nullable=False))
+_runs = sa.Table("jetson_hil_runs", _metadata, sa.Column("run", sa.String(256), primary_key=True),
+                 sa.Column("source", sa.Text, nullable=False),
+                 sa.Column("results_sha256", sa.String(64), nullable=False),
+                 sa.Column("rows", sa.Integer, nullable=False), sa.Column("imported_at", sa.DateTime(timezone=True)),
+                 sa.Column("ended", sa.DateTime(timezone=True)))
+_TEXT = {"run", "board", "profile", "power_mode", "precision", "backend", "device", "quantizer", "suite", "test",
+         "phase", "metric", "unit", "source"}
+_results = sa.Table("jetson_hil_results", _metadata, *(
+    sa.Column(name, sa.String(256) if name in _TEXT else sa.Integer if name == "batch"
+              else sa.DateTime(timezone=True) if name == "time" else sa.Float, nullable=name not in ("run", "metric"))
+    for name in FIELDS), sa.Index("jetson_hil_results_run", "run"),
+    sa.Index("jetson_hil_results_figure", "metric", "phase", "board"))
+
+
+def database_url(spec: str | Path) -> str:
+    """A SQLAlchemy URL, or a path that becomes a SQLite file; postgresql:// goes through psycopg (3), the
+    driver the harness installs."""
+    text = str(spec)
+    if "://" not in text:
+        return f"sqlite:///{Path(text).expanduser().resolve()}"
+    scheme, rest = text.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else text
+
+
+class History:
+    """One history database; `import_run`, `runs`, `frame`."""
+
+    def __init__(self, spec: str | Path) -> None:
+        self.url = database_url(spec)
+        try:
+            self.engine = sa.create_engine(self.url)
+            shown = self.engine.url.render_as_string(hide_password=True)
+            with self.engine.begin() as connection:
+                _metadata.create_all(connection)
+                found = connection.execute(sa.select(_meta.c.value).where(_meta.c.key == "schema_version")).scalar()
+                if found is None:
+                    connection.execute(_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                elif int(found) != SCHEMA_VERSION:
+                    raise HarnessError(f"history {shown} has schema version {found}; this harness reads version "
+                                       f"{SCHEMA_VERSION}: use a new database or the harness that wrote it")
+        except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            shown = _hide_password(self.url)
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise HarnessError(f"cannot use the history database {shown}: {reason}") from None
+        self.shown = shown
+
+    def import_run(self, run: RunData, say: Callable[[str], None] | None = None) -> int:
+        """Rows added: 0 when this run's results are already in, all of them (replacing the old) when changed."""
+        results = run.folder / "results.csv"
+        digest = hashlib.sha256(results.read_bytes()).hexdigest()
+        with self.engine.begin() as connection:
+            known = connection.execute(sa.select(_runs.c.results_sha256).where(_runs.c.run == run.name)).scalar()
+            if known == digest:
+                return 0
+            if known is not None:
+                connection.execute(_results.delete().where(_results.c.run == run.name))
+                connection.execute(_runs.delete().where(_runs.c.run == run.name))
+            records = [{**{name: getattr(row, name) for name in FIELDS}, "time": dt.datetime.fromisoformat(row.time)}
+                       for row in run.rows]
+            for start in range(0, len(records), CHUNK):
+                connection.execute(_results.insert(), records[start:start + CHUNK])
+                if say is not None and len(records) > CHUNK:
+                    say(f"{run.name}: {min(start + CHUNK, len(records))}/{len(records)} rows")
+            connection.execute(_runs.insert().values(
+                run=run.name, source=str(run.folder), results_sha256=digest, rows=len(records),
+                imported_at=dt.datetime.now(dt.timezone.utc), ended=max((r["time"] for r in records), default=None)))
+        return len(records)
+
+    def runs(self) -> pd.DataFrame:
+        """One line per imported run: run, rows, boards, first and last measurement, imported at."""
+        query = (sa.select(_runs.c.run, _runs.c.rows, _runs.c.imported_at,
+                           sa.func.min(_results.c.time).label("first"), sa.func.max(_results.c.time).label("last"),
+                           sa.func.count(sa.distinct(_results.c.board)).label("boards"))
+                 .join(_results, _results.c.run == _runs.c.run, isouter=True).group_by(_runs.c.run, _runs.c.rows,
+                                                                                         _runs.c.imported_at)
+                 .order_by(sa.func.max(_results.c.time)))
+        with self.engine.connect() as connection:
+            return pd.read_sql(query, connection)
+
+    def figures(self, boards: list[str], wanted: list[tuple[str, str]]) -> pd.DataFrame:
+        """Only the (metric, phase) figures of `boards` that a trend draws, with each run's end time: filtered in
+        the database through an index, so a year of a farm's nights is read in seconds, not the whole table."""
+        columns = ["run", "board", "power_mode", "precision", "batch", "metric", "phase", "value", "source"]
+        query = (sa.select(*(_results.c[name] for name in columns), _runs.c.ended)
+                 .join(_runs, _runs.c.run == _results.c.run)
+                 .where(sa.or_(*(sa.and_(_results.c.metric == m, _results.c.phase == p) for m, p in wanted)))
+                 .where(_results.c.board.in_(boards)))
+        with self.engine.connect() as connection:
+            cursor = connection.execute(query).cursor  # plain DB-API tuples: no Row objects for 400k rows
+            data = pd.DataFrame.from_records(cursor.fetchall(), columns=[*columns, "ended"])
+        data["ended"] = pd.to_datetime(data["ended"], utc=True, format="mixed")
+        for name in ("run", "board", "power_mode", "precision", "metric", "phase", "source"):
+            data[name] = data[name].astype("category")
+        return data
+
+    def frame(self, boards: list[str] | None = None) -> pd.DataFrame:
+        """Every row (of `boards`), typed like a run's frame."""
+        query = sa.select(_results)
+        if boards:
+            query = query.where(_results.c.board.in_(boards))
+        with self.engine.connect() as connection:
+            data = pd.read_sql(query, connection)
+        for name in _TEXT:
+            data[name] = data[name].astype("category")
+        data["batch"] = data["batch"].astype("Int64")
+        data["time"] = pd.to_datetime(data["time"], utc=True)
+        return data
+
+
+def _hide_password(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "<unparsable URL>"
