@@ -22,6 +22,7 @@ RESILIENCE = (("expected", "messages_expected"), ("delivered", "messages_deliver
               ("missing", "messages_missing"), ("duplicates", "messages_duplicates"),
               ("dropped", "messages_dropped_overflow"), ("drain s", "drain_s"),
               ("offline/online FPS", "offline_fps_ratio"))
+CORRECTNESS = (("golden match", "golden_match"), ("mAP@0.5", "map50"))
 CONFIG = ["power_mode", "precision", "batch"]
 
 
@@ -62,10 +63,15 @@ class Report:
 def build(runs: list[RunData], policy: GatePolicy, baseline: tuple[str, RunData] | None = None,
           history: pd.DataFrame | None = None) -> Report:
     """The report of `runs`, gated against `baseline`, with trends from `history` (its `figures` of the runs'
-    boards, see `trend.WANTED`)."""
+    boards, see `trend.WANTED`). Each table is one pivot over all boards, split per board after."""
     data = pd.concat([run.frame() for run in runs], ignore_index=True) if runs else pd.DataFrame()
-    boards = sorted(data["board"].unique())
-    devices = [_device(board, data[data["board"] == board], runs) for board in boards]
+    boards = [str(b) for b in sorted(data["board"].unique())]
+    throughput = _wide(data, [(c, p, m) for c, p, m in THROUGHPUT], ["board", *CONFIG])
+    modeled = _modeled(data)
+    resilience = _wide(data, [(c, None, m) for c, m in RESILIENCE], ["board", "test", "precision"])
+    correctness = _wide(data, [(c, None, m) for c, m in CORRECTNESS], ["board", "test", "precision"])
+    devices = [_device(board, data[data["board"] == board], runs, _part(throughput, board), modeled.get(board, []),
+                       _part(resilience, board), _part(correctness, board)) for board in boards]
     report = Report([run.name for run in runs], devices, _comparison(data))
     if baseline is not None:
         report.baseline = baseline[0]
@@ -76,7 +82,8 @@ def build(runs: list[RunData], policy: GatePolicy, baseline: tuple[str, RunData]
     return report
 
 
-def _device(board: str, data: pd.DataFrame, runs: list[RunData]) -> Device:
+def _device(board: str, data: pd.DataFrame, runs: list[RunData], throughput: pd.DataFrame, modeled: list[str],
+            resilience: pd.DataFrame, correctness: pd.DataFrame) -> Device:
     mine = [run for run in runs if any(row.board == board for row in run.rows)]
     provenance: dict[str, str] = {}
     verdicts: dict[str, str] = {}
@@ -85,42 +92,41 @@ def _device(board: str, data: pd.DataFrame, runs: list[RunData]) -> Device:
         provenance.update(run.properties)
         verdicts.update(run.verdicts)
         timelines.update(run.timelines)
-    throughput, modeled = _throughput(data[data["suite"] == "test_throughput"])
     return Device(board, str(data["profile"].iloc[0]), [run.name for run in mine], provenance, verdicts, throughput,
-                  modeled, _per_test(data[data["suite"] == "test_resilience"], RESILIENCE),
-                  _per_test(data[data["suite"] == "test_correctness"],
-                            (("golden match", "golden_match"), ("mAP@0.5", "map50"))), timelines)
+                  modeled, resilience, correctness, timelines)
 
 
-def _throughput(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    table = pd.DataFrame(columns=[*CONFIG, *(c for c, _, _ in THROUGHPUT)])
-    modeled: list[str] = []
-    if data.empty:
-        return table, modeled
-    keyed = data.assign(batch=data["batch"].astype("Int64"))
-    for column, phase, metric in THROUGHPUT:
-        rows = keyed[(keyed["metric"] == metric) & (keyed["phase"] == phase)]
-        if rows.empty:
-            continue
-        if (rows["source"] == "modeled").any():
-            modeled.append(column)
-        values = rows.groupby(CONFIG, observed=True)["value"].median().rename(column)
-        table = values.to_frame() if table.empty else table.join(values, how="outer")
-    return table.reset_index() if not table.empty else table, modeled
-
-
-def _per_test(data: pd.DataFrame, metrics: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+def _wide(data: pd.DataFrame, wanted: list[tuple[str, str | None, str]], index: list[str]) -> pd.DataFrame:
+    """(column, phase or None for none, metric) → one column each, one row per `index` key, medians."""
     if data.empty:
         return pd.DataFrame()
-    wide = data[data["metric"].isin([m for _, m in metrics]) & data["phase"].isna()]
-    if wide.empty:
+    labels = {(m, p): c for c, p, m in wanted}
+    phases = data["phase"].astype(object).where(data["phase"].notna(), None)
+    column = pd.Series([labels.get((m, p)) for m, p in zip(data["metric"], phases, strict=True)], index=data.index)
+    rows = data.assign(column=column)[column.notna()]
+    if rows.empty:
         return pd.DataFrame()
-    columns = {m: c for c, m in metrics}
-    pivot = wide.pivot_table(index=["test", "precision"], columns="metric", values="value", aggfunc="median",
-                             observed=True)
-    table = pivot.rename(columns=columns)[[c for c, m in metrics if m in pivot.columns]].reset_index()
+    table = rows.groupby([*index, "column"], observed=True, dropna=False)["value"].median().unstack("column")
+    table = table[[c for c, _, _ in wanted if c in table.columns]].reset_index()
     table.columns.name = None
     return table
+
+
+def _modeled(data: pd.DataFrame) -> dict[str, list[str]]:
+    """Per board, the throughput table's columns that hold a modeled figure."""
+    out: dict[str, list[str]] = {}
+    modeled = data[data["source"] == "modeled"]
+    for column, phase, metric in THROUGHPUT:
+        hit = modeled[(modeled["metric"] == metric) & (modeled["phase"] == phase)]
+        for board in hit["board"].unique():
+            out.setdefault(str(board), []).append(column)
+    return out
+
+
+def _part(table: pd.DataFrame, board: str) -> pd.DataFrame:
+    if table.empty:
+        return table
+    return table[table["board"] == board].drop(columns="board").reset_index(drop=True)
 
 
 def _comparison(data: pd.DataFrame) -> pd.DataFrame:

@@ -49,32 +49,32 @@ def _label(row: pd.Series) -> str:
 
 def device(table: pd.DataFrame, board: str, modeled: list[str]) -> Charts:
     """One figure per device: raw and pipeline FPS per configuration, FPS against power (the power-mode sweep),
-    and the raw engine's latency spread (p50, p99)."""
+    and the raw engine's latency distribution per configuration (p50 and p99)."""
     if table.empty or "raw FPS" not in table:
         return []
     labels = [_label(row) for _, row in table.iterrows()]
     x = list(range(len(table)))
-    figure, (bars, sweep, spread) = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [3, 1.4, 3]})
-    figure.subplots_adjust(left=0.05, right=0.99, bottom=0.33, top=0.97, wspace=0.25)
+    figure, (bars, sweep, spread) = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [3, 1.3, 3]})
+    figure.subplots_adjust(left=0.05, right=0.99, bottom=0.33, top=0.97, wspace=0.22)
     bars.bar([i - 0.2 for i in x], table["raw FPS"], width=0.4, label="raw engine")
     if "pipeline FPS" in table:
         bars.bar([i + 0.2 for i in x], table["pipeline FPS"], width=0.4, label="pipeline")
-    bars.set_xticks(x, labels, rotation=60, ha="right", fontsize=6)
+    bars.set_xticks(x, labels, rotation=90, fontsize=6)
     bars.set_ylabel("FPS (measured)")
     bars.legend(fontsize=7)
     if "power W" in table and "pipeline FPS" in table:
-        for precision, group in table.groupby("precision", observed=True):
-            sweep.scatter(group["power W"], group["pipeline FPS"], label=str(precision), s=12)
+        sweep.scatter(table["power W"], table["pipeline FPS"], s=12)
         sweep.set_xlabel("power W (modeled)" if "power W" in modeled else "power W (measured)")
         sweep.set_ylabel("pipeline FPS")
-        sweep.legend(fontsize=7)
-    if "p50 ms" in table:
-        spread.plot(x, table["p50 ms"], marker="o", ms=3, label="p50")
-        spread.plot(x, table["p99 ms"], marker="^", ms=3, label="p99")
-        spread.set_xticks(x, labels, rotation=60, ha="right", fontsize=6)
+    if "p50 ms" in table and "p99 ms" in table:
+        spread.vlines(x, table["p50 ms"], table["p99 ms"], lw=3, alpha=0.6, label="p50 to p99")
+        spread.scatter(x, table["p50 ms"], s=10, label="p50")
+        spread.set_xticks(x, [str(i + 1) for i in x], fontsize=6)  # the same order as the bars beside it
+        spread.set_xlabel("configuration (as on the left)", fontsize=7)
         spread.set_ylabel("raw latency ms (measured)")
         spread.legend(fontsize=7)
-    return [(f"{board}: FPS per configuration, FPS against power (power-mode sweep), latency p50/p99", _uri(figure))]
+    return [(f"{board}: FPS per configuration; FPS against power (power-mode sweep); latency distribution",
+             _uri(figure))]
 
 
 def timelines(cases: dict[str, pd.DataFrame], board: str) -> Charts:
@@ -141,7 +141,7 @@ def trend_of(label: str, boards: dict[str, pd.DataFrame], baseline_at: pd.Timest
             ax.axvline((baseline_at - newest).total_seconds() / 86400, color="black", ls="--", lw=1)
         ax.text(0.02, 0.97, board, transform=ax.transAxes, fontsize=7, va="top")  # set_title costs a layout pass
         ax.tick_params(labelsize=6)
-        ax.locator_params(nbins=4)
+        ax.locator_params(nbins=3)
     for ax in list(axes.flat)[len(boards):]:
         ax.set_visible(False)
     for ax in axes[-1]:

@@ -116,8 +116,8 @@ def as_json(report: Report) -> str:
                          "baseline": c.baseline.value, "now": c.row.value, "change": c.change,
                          "allowed": c.allowed} for c in report.regressions],
         "compared": len(report.compared), "comparison": records(report.comparison),
-        "trends": [{"board": board, "metric": label, "runs": len(table),
-                    "series": json.loads(table.to_json(orient="columns", date_format="iso"))}
+        "trends": [{"board": board, "metric": label, "runs": len(table), "first": str(table.index.min()),
+                    "last": str(table.index.max()), "latest": json.loads(table.iloc[-1].to_json())}
                    for (board, label), table in report.trends.items()],
         "devices": [device(d) for d in report.devices],
     }, indent=1)

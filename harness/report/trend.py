@@ -14,15 +14,15 @@ WANTED = [(metric, phase) for metric, phase, _ in METRICS]
 
 def series(figures: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
     """(board, label) → one column per configuration, indexed by the run's end, median per run. `figures` is the
-    history's `figures(boards, WANTED)`: the rows of those metrics, each with its run's end time."""
+    history's `figures(boards, WANTED)`: the rows of those metrics with their configuration and run end time."""
     out: dict[tuple[str, str], pd.DataFrame] = {}
     if figures.empty:
         return out
-    figures = figures.assign(config=figures["power_mode"].astype(str) + " " + figures["precision"].astype(str)
-                             + " b" + figures["batch"].astype(str))
-    for metric, phase, label in METRICS:
-        rows = figures[(figures["metric"] == metric) & (figures["phase"] == phase)]
-        for board, group in rows.groupby("board", observed=True):
-            table = group.pivot_table(index="ended", columns="config", values="value", aggfunc="median").sort_index()
-            out[(str(board), label + (" (modeled)" if (group["source"] == "modeled").any() else ""))] = table
-    return out
+    wide = figures.groupby(["board", "metric", "ended", "config"], observed=True)["value"].median().unstack("config")
+    modeled = set(figures.loc[figures["source"] == "modeled", ["board", "metric"]].itertuples(index=False, name=None))
+    labels = {metric: label for metric, _, label in METRICS}
+    for (board, metric), table in wide.groupby(level=["board", "metric"], observed=True):
+        label = labels[str(metric)] + (" (modeled)" if (board, metric) in modeled else "")
+        out[(str(board), label)] = table.droplevel(["board", "metric"]).dropna(axis=1, how="all").sort_index()
+    return dict(sorted(out.items(), key=lambda item: (list(labels.values()).index(item[0][1].split(" (")[0]),
+                                                      item[0][0])))
