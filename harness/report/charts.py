@@ -118,12 +118,6 @@ def comparison(table: pd.DataFrame, modeled: bool, most: int = 40) -> Charts:
     return [(title, _uri(figure))]
 
 
-def trends(series: dict[tuple[str, str], pd.DataFrame], baseline_at: pd.Timestamp | None) -> Charts:
-    """One figure per metric (see `trend_of`)."""
-    return [chart for label in dict.fromkeys(label for _, label in series)
-            for chart in trend_of(label, {b: t for (b, lab), t in series.items() if lab == label}, baseline_at)]
-
-
 def trend_of(label: str, boards: dict[str, pd.DataFrame], baseline_at: pd.Timestamp | None) -> Charts:
     """A panel per device: each configuration over the runs (x: days before the newest run, numeric: date axes
     cost seconds per panel), the baseline dashed."""
