@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.errors import HarnessError
-from harness.report import load_run
+from harness.report import load_run, trend
 from harness.results import ResultsWriter, RowContext
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def test_an_identical_baseline_passes_and_every_section_is_filled(tmp_path: Path
     assert device["modeled_columns"] == ["power W", "J/frame", "FPS/W"]
     assert len(device["throughput"]) == 2 and device["correctness"][0]["mAP@0.5"] == pytest.approx(0.988)
     html = (now / "report.html").read_text()
-    assert "data:image/png;base64," in html and 'class="modeled"' in html
+    assert "data:image/svg+xml;base64," in html and 'class="modeled"' in html
     assert not re.search(r"""(src|href)=["']https?://""", html), "the report must open with no network"
     markdown = (now / "report.md").read_text()
     assert "FPS/W (modeled)" in markdown and "raw FPS |" in markdown
@@ -113,3 +114,15 @@ def test_bad_input_is_one_line(tmp_path: Path, setup: str, says: str) -> None:
 def test_load_run_refuses_a_folder_without_results(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="not a run folder"):
         load_run(tmp_path)
+
+
+def test_the_trend_colours_change_the_way_the_gate_judges_it() -> None:
+    runs = pd.to_datetime(["2026-11-01", "2026-11-02", "2026-11-03"], utc=True)
+    boards = {"nx-1": pd.DataFrame({"MAXN fp16 b1": [10.0, 12.0, 12.0]}, index=runs),
+              "nano-1": pd.DataFrame({"10W fp16 b1": [50.0, 40.0, 60.0]}, index=runs)}
+    worse, against_baseline = trend.change(boards, runs[1], "lower")  # latency: 12 ms after a 10 ms baseline
+    assert against_baseline and list(worse.columns) == [("nx-1", "MAXN fp16 b1"), ("nano-1", "10W fp16 b1")]
+    assert worse[("nx-1", "MAXN fp16 b1")].tolist() == [pytest.approx(100 / 6), 0.0, 0.0]
+    assert worse[("nano-1", "10W fp16 b1")].tolist() == [-25.0, 0.0, -50.0]  # 60 ms against 40: 50 % worse
+    median, against_baseline = trend.change(boards, pd.Timestamp("2026-10-01", tz="UTC"), "higher")
+    assert not against_baseline and median[("nano-1", "10W fp16 b1")].tolist() == [0.0, -20.0, 20.0]

@@ -13,6 +13,8 @@ from harness.gates import load_policy
 from harness.history import History
 from harness.report import build, load_run, trend, write
 from harness.report.baseline import resolve
+from harness.report.charts import Painter
+from harness.report.render import device_jobs
 
 out = Console(markup=False, highlight=False, soft_wrap=True)  # figures say [raw]: not markup
 POLICY = Path(__file__).resolve().parents[2] / "suites" / "regression.yaml"
@@ -29,15 +31,19 @@ def report(
     """Write report.html, report.md and report.json; exit 1 when a figure regressed against the baseline."""
     loaded = [load_run(path) for path in runs]
     policy = load_policy(regression_config)
-    past = None
-    if history is not None:
-        boards = sorted({row.board for run in loaded for row in run.rows})
-        past = History(history).figures(boards, trend.WANTED)
-        out.print(f"history: {len(past)} rows of {', '.join(boards)}")
     out.print(f"building the report of {', '.join(run.name for run in loaded)}")
-    made = build(loaded, policy, resolve(baseline, loaded) if baseline else None, past)
-    out.print("rendering tables and charts")
-    for path in write(made, out_dir or loaded[0].folder):
+    made = build(loaded, policy, resolve(baseline, loaded) if baseline else None)
+    jobs = device_jobs(made)
+    with Painter(len(jobs) + len(trend.METRICS)) as painter:
+        started = painter.start(jobs)  # drawn while the history is read
+        if history is not None:
+            boards = [device.board for device in made.devices]
+            past = History(history).figures(boards, trend.WANTED)
+            out.print(f"history: {len(past)} rows of {', '.join(boards)}")
+            made.trends = trend.series(past)
+        out.print("rendering tables and charts")
+        written = write(made, out_dir or loaded[0].folder, painter, started)
+    for path in written:
         out.print(f"wrote {path}")
     if made.baseline is not None:
         out.print(f"baseline {made.baseline}: {len(made.compared)} measured figures compared, "

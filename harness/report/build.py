@@ -50,6 +50,8 @@ class Report:
     #: (board, metric label) → configurations over the history's runs; when the baseline ran
     trends: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     baseline_at: pd.Timestamp | None = None
+    #: trend label (without " (modeled)") → "higher" or "lower" is better, from the gate policy
+    trend_better: dict[str, str] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -72,7 +74,7 @@ def build(runs: list[RunData], policy: GatePolicy, baseline: tuple[str, RunData]
     correctness = _wide(data, [(c, None, m) for c, m in CORRECTNESS], ["board", "test", "precision"])
     devices = [_device(board, data[data["board"] == board], runs, _part(throughput, board), modeled.get(board, []),
                        _part(resilience, board), _part(correctness, board)) for board in boards]
-    report = Report([run.name for run in runs], devices, _comparison(data))
+    report = Report([run.name for run in runs], devices, _comparison(data), trend_better=trend.directions(policy))
     if baseline is not None:
         report.baseline = baseline[0]
         report.compared = compare(baseline[1].rows, [row for run in runs for row in run.rows], policy)

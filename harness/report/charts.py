@@ -1,4 +1,4 @@
-"""The report's charts as PNG data URIs (matplotlib, Agg): the HTML file stays self-contained and opens with no
+"""The report's charts as SVG data URIs (matplotlib): the HTML file stays self-contained and opens with no
 network. Modeled figures are marked as such in the chart's title."""
 
 from __future__ import annotations
@@ -8,39 +8,62 @@ import io
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.report import trend
 
 Charts = list[tuple[str, str]]
+Job = tuple[Callable[..., "Charts"], tuple[Any, ...]]
 #: fewer charts than this are drawn in this process: starting workers costs more than it saves
 PARALLEL_FROM = 8
 
 
-def draw(jobs: Sequence[tuple[Callable[..., Charts], tuple[Any, ...]]]) -> list[Charts]:
-    """Each job's charts, in order, drawn on every core when there are many: matplotlib spends about a third of
-    a second of one core per figure, and a farm's report has dozens."""
-    if len(jobs) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
-        return [function(*args) for function, args in jobs]
-    with ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(_run, jobs))
+class Painter:
+    """Charts drawn on every core while the caller goes on: matplotlib spends a quarter of a second of one core
+    per figure and a farm's report has dozens, so the device charts are drawn while the history is read.
+    `start` takes jobs and returns a handle; `finish` gives their charts in order."""
+
+    def __init__(self, expected: int) -> None:
+        cores = os.cpu_count() or 1
+        self._pool = (ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork"))
+                      if expected >= PARALLEL_FROM and cores >= 2 else None)
+
+    def start(self, jobs: Sequence[Job]) -> list[Future[Charts]] | list[Charts]:
+        if self._pool is None:
+            return [function(*args) for function, args in jobs]
+        return [self._pool.submit(function, *args) for function, args in jobs]
+
+    @staticmethod
+    def finish(started: list[Future[Charts]] | list[Charts]) -> list[Charts]:
+        return [item.result() if isinstance(item, Future) else item for item in started]
+
+    def __enter__(self) -> Painter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
 
 
-def _run(job: tuple[Callable[..., Charts], tuple[Any, ...]]) -> Charts:
-    function, args = job
-    return function(*args)
+def _figure(*grid: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
+    """A figure and its axes without pyplot: no global figure registry to close, and pyplot is not imported."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*grid, **kwargs)
 
 
-def _uri(figure: plt.Figure) -> str:
+def _uri(figure: Figure) -> str:
+    """SVG with its text as text (the browser sets it, and it stays searchable): a third cheaper to write than a
+    PNG of the same figure, and sharp at any zoom; a heat map goes in as the embedded image it is."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "jetson-hil"}):
+        figure.savefig(buffer, format="svg")
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _label(row: pd.Series) -> str:
@@ -54,7 +77,7 @@ def device(table: pd.DataFrame, board: str, modeled: list[str]) -> Charts:
         return []
     labels = [_label(row) for _, row in table.iterrows()]
     x = list(range(len(table)))
-    figure, (bars, sweep, spread) = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [3, 1.3, 3]})
+    figure, (bars, sweep, spread) = _figure(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [3, 1.3, 3]})
     figure.subplots_adjust(left=0.05, right=0.99, bottom=0.33, top=0.97, wspace=0.22)
     bars.bar([i - 0.2 for i in x], table["raw FPS"], width=0.4, label="raw engine")
     if "pipeline FPS" in table:
@@ -82,7 +105,7 @@ def timelines(cases: dict[str, pd.DataFrame], board: str) -> Charts:
     shaded (red: down, orange: degraded)."""
     if not cases:
         return []
-    figure, axes = plt.subplots(len(cases), 1, figsize=(9, 1.6 * len(cases)), squeeze=False)
+    figure, axes = _figure(len(cases), 1, figsize=(9, 1.6 * len(cases)), squeeze=False)
     figure.subplots_adjust(left=0.06, right=0.99, bottom=0.5 / len(cases), top=0.98, hspace=0.45)
     for ax, (name, data) in zip(axes[:, 0], cases.items(), strict=True):
         for second, link in zip(data["second"], data["link"], strict=True):
@@ -104,7 +127,7 @@ def comparison(table: pd.DataFrame, modeled: bool, most: int = 40) -> Charts:
         return []
     shown = table.nlargest(most, "FPS/W").iloc[::-1]
     labels = [f"{row['board']} {_label(row)}" for _, row in shown.iterrows()]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, max(2.5, 0.18 * len(shown) + 0.8)))
+    figure, (left, right) = _figure(1, 2, figsize=(10, max(2.5, 0.18 * len(shown) + 0.8)))
     figure.subplots_adjust(left=0.3, right=0.98, bottom=0.6 / max(2.5, 0.18 * len(shown) + 0.8) + 0.05, top=0.98,
                            wspace=0.05)
     left.barh(labels, shown["FPS/W"])
@@ -118,27 +141,42 @@ def comparison(table: pd.DataFrame, modeled: bool, most: int = 40) -> Charts:
     return [(title, _uri(figure))]
 
 
-def trend_of(label: str, boards: dict[str, pd.DataFrame], baseline_at: pd.Timestamp | None) -> Charts:
-    """A panel per device: each configuration over the runs (x: days before the newest run, numeric: date axes
-    cost seconds per panel), the baseline dashed."""
+def trend_of(label: str, boards: dict[str, pd.DataFrame], baseline_at: pd.Timestamp | None,
+             better: str | None) -> Charts:
+    """One heat map per metric: a row per device and configuration, a column per run (oldest left), coloured by
+    the change against the baseline run (against the row's median when the baseline is not in the history),
+    green better and red worse by the gate policy's direction. A farm's year is one image, where a panel of lines
+    per device took seconds to draw and could not be read."""
     if not boards:
         return []
-    newest = max(table.index.max() for table in boards.values())
-    columns = min(4, len(boards))
-    rows = -(-len(boards) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.1 * rows), squeeze=False, sharex=True)
-    figure.subplots_adjust(left=0.05, right=0.99, bottom=0.3 / rows, top=1 - 0.12 / rows, hspace=0.35, wspace=0.25)
-    for ax, (board, table) in zip(axes.flat, boards.items(), strict=False):
-        days = (table.index - newest).total_seconds() / 86400
-        ax.plot(days, table.to_numpy(), lw=0.8)
-        if baseline_at is not None:
-            ax.axvline((baseline_at - newest).total_seconds() / 86400, color="black", ls="--", lw=1)
-        ax.text(0.02, 0.97, board, transform=ax.transAxes, fontsize=7, va="top")  # set_title costs a layout pass
-        ax.tick_params(labelsize=6)
-        ax.locator_params(nbins=3)
-    for ax in list(axes.flat)[len(boards):]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("days before the newest run", fontsize=7)
-    return [(f"{label} over the history's runs, per device (one line per configuration"
-             + ("; dashed: the baseline)" if baseline_at is not None else ")"), _uri(figure))]
+    wide, against_baseline = trend.change(boards, baseline_at, better)
+    values = wide.to_numpy(dtype=float).T
+    rows, runs = values.shape
+    height = min(12.0, 1.4 + 0.14 * rows if rows <= 40 else 2.2 + 0.018 * rows)
+    figure, ax = _figure(figsize=(11, height))
+    figure.subplots_adjust(left=0.16, right=0.93, bottom=0.6 / height, top=1 - 0.15 / height)
+    cmap = matplotlib.colormaps["RdYlGn" if better else "coolwarm"].copy()
+    cmap.set_bad("lightgrey")
+    image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", interpolation="nearest", cmap=cmap,
+                      vmin=-30, vmax=30)
+    owners = wide.columns.get_level_values(0)
+    starts = [i for i in range(rows) if i == 0 or owners[i] != owners[i - 1]]
+    for start in starts[1:]:
+        ax.axhline(start - 0.5, color="black", lw=0.6)
+    if rows <= 40:
+        ax.set_yticks(range(rows), [f"{board} {config}" for board, config in wide.columns], fontsize=6)
+    else:
+        ends = [*starts[1:], rows]
+        ax.set_yticks([(a + b - 1) / 2 for a, b in zip(starts, ends, strict=True)], [owners[a] for a in starts],
+                      fontsize=7)
+    ticks = sorted({round(i) for i in np.linspace(0, runs - 1, min(runs, 6))})
+    ax.set_xticks(ticks, [f"{wide.index[i]:%Y-%m-%d}" for i in ticks], fontsize=7)
+    ax.set_xlabel(f"{runs} runs, oldest left")
+    if against_baseline:
+        ax.axvline(np.flatnonzero(wide.index <= baseline_at)[-1], color="black", ls="--", lw=1)
+    bar = figure.colorbar(image, ax=ax, fraction=0.03, pad=0.01, extend="both")
+    against = "the baseline run" if against_baseline else "the row's median"
+    bar.set_label(f"% {'better (+) / worse (-)' if better else 'above / below'} than {against}", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    return [(f"{label} over the history's runs: change per device and configuration against {against}"
+             + ("; dashed: the baseline run" if against_baseline else ""), _uri(figure))]

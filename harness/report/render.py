@@ -3,9 +3,9 @@ and JSON for tools. Modeled figures are marked in each."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,26 +46,33 @@ def _cell(value: Any) -> str:
     return "" if value is None or value is pd.NA else str(value)
 
 
-def html(report: Report) -> str:
-    environment = Environment(loader=PackageLoader("harness.report"), autoescape=select_autoescape())
+def device_jobs(report: Report) -> list[charts.Job]:
+    """The charts that need no history: across devices, then per device its figure and its resilience timelines."""
+    return [(charts.comparison, (report.comparison, report.modeled)),
+            *((charts.device, (d.throughput, d.board, d.modeled_columns)) for d in report.devices),
+            *((charts.timelines, (d.timelines, d.board)) for d in report.devices)]
+
+
+def trend_jobs(report: Report) -> list[charts.Job]:
     labels = list(dict.fromkeys(label for _, label in report.trends))
-    jobs: list[tuple[Callable[..., charts.Charts], tuple[Any, ...]]] = [
-        (charts.comparison, (report.comparison, report.modeled)),
-        *((charts.trend_of, (label, {b: t for (b, lab), t in report.trends.items() if lab == label},
-                             report.baseline_at)) for label in labels),
-        *((charts.device, (d.throughput, d.board, d.modeled_columns)) for d in report.devices),
-        *((charts.timelines, (d.timelines, d.board)) for d in report.devices)]
-    drawn = charts.draw(jobs)
-    comparison, trends = drawn[0], [c for charts_ in drawn[1:1 + len(labels)] for c in charts_]
-    per_device = drawn[1 + len(labels):]
+    return [(charts.trend_of, (label, {b: t for (b, lab), t in report.trends.items() if lab == label},
+                               report.baseline_at, report.trend_better.get(label.split(" (")[0])))
+            for label in labels]
+
+
+def html(report: Report, painter: charts.Painter, started: list) -> str:
+    """The HTML page; `started` is what `painter` was given of `device_jobs(report)`, the trends are added here."""
+    drawn = painter.finish(painter.start(trend_jobs(report)))
+    comparison, *per_device = painter.finish(started)
     count = len(report.devices)
     devices = [{**device.__dict__, "charts": per_device[i] + per_device[count + i],
                 "throughput_html": _html_table(device.throughput, device.modeled_columns),
                 "resilience_html": _html_table(device.resilience),
                 "correctness_html": _html_table(device.correctness)} for i, device in enumerate(report.devices)]
+    environment = Environment(loader=PackageLoader("harness.report"), autoescape=select_autoescape())
     return environment.get_template("report.html.j2").render(
         report=report, devices=devices, comparison_html=_html_table(report.comparison, _modeled_in(report)),
-        comparison_charts=comparison, trend_charts=trends)
+        comparison_charts=comparison, trend_charts=[chart for charts_ in drawn for chart in charts_])
 
 
 def _modeled_in(report: Report) -> list[str]:
@@ -123,8 +130,16 @@ def as_json(report: Report) -> str:
     }, indent=1)
 
 
-def write(report: Report, out: Path) -> list[Path]:
-    """report.html, report.md and report.json in `out`, each replaced whole."""
+def write(report: Report, out: Path, painter: charts.Painter | None = None, started: list | None = None,
+          ) -> list[Path]:
+    """report.html, report.md and report.json in `out`, each replaced whole. A caller that started the device
+    charts early (`device_jobs`, while it read the history) passes its painter and what it started."""
     out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if painter is None or started is None:
+            jobs = device_jobs(report)
+            painter = stack.enter_context(charts.Painter(len(jobs) + len(report.trends)))
+            started = painter.start(jobs)
+        page = html(report, painter, started)
     return [replace_atomically(out / name, text)
-            for name, text in zip(NAMES, (html(report), markdown(report), as_json(report)), strict=True)]
+            for name, text in zip(NAMES, (page, markdown(report), as_json(report)), strict=True)]
