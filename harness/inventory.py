@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError, UnknownDeviceError
-from harness.lease import default_lease_dir
+from harness.lease import FileLeaseStore, LeaseStore, default_lease_dir
 from harness.profiles import DeviceProfile
 from harness.yamlfile import read_yaml, validation_error
 
@@ -65,6 +65,13 @@ class BoardEntry(_Strict):
 
 class Lab(_Strict):
     lease_dir: Path | None = None
+    #: a PostgreSQL URL (postgresql://user@host/db; the password from PGPASSWORD or ~/.pgpass, never here): leases,
+    #: quarantine and board records shared by every controller of the lab; default: files in `lease_dir`
+    lease_store: str | None = Field(default=None, pattern=r"^postgresql(\+\w+)?://")
+    #: a quarantined board is health-checked again after this long (None: only `hil devices --release` frees it)
+    quarantine_recheck_s: float | None = Field(default=6 * 3600.0, gt=0)
+    #: sessions in a row that failed for infrastructure reasons (unreachable, unhealthy, lost) before quarantine
+    quarantine_after: int = Field(default=3, ge=1)
     uplink: UplinkConfig | None = None
     boards: list[BoardEntry] = []
     source: str = Field(default="<memory>", exclude=True)
@@ -72,6 +79,14 @@ class Lab(_Strict):
     def lease_folder(self) -> Path:
         """Where this lab's leases live: `lease_dir:` when given, else the default."""
         return self.lease_dir.expanduser() if self.lease_dir else default_lease_dir()
+
+    def leases(self) -> LeaseStore:
+        """The lab's lease store: PostgreSQL when `lease_store:` names one, else files in `lease_folder()`."""
+        if self.lease_store:
+            from harness.lease.postgres import PostgresLeaseStore  # psycopg only where a lab uses it
+
+            return PostgresLeaseStore(self.lease_store)
+        return FileLeaseStore(self.lease_folder())
 
     def uplink_for(self, entry: BoardEntry) -> UplinkConfig | None:
         """The board's own uplink, else the lab's; None: the harness brings a broker for the session."""

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from harness.board import Board
+from harness.board.health import health_problems
 from harness.board.state import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
 from harness.errors import ConfigError, HarnessError
 from harness.inventory import BoardEntry, Lab, LocalTransportConfig, SshTransportConfig, load_lab
-from harness.lease import acquire
+from harness.lease import LeaseStore, acquire
 from harness.profiles import all_profiles, get_profile
 from harness.transport.base import Transport
 from harness.transport.local import LocalTransport
@@ -74,9 +75,12 @@ def provider_for(selector: str) -> tuple[BoardProvider, str] | None:
 
 @contextlib.contextmanager
 def board_entry(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S,
-                purpose: str = "", say: Callable[[str], None] | None = None) -> Iterator[BoardEntry]:
+                purpose: str = "", say: Callable[[str], None] | None = None, run: str = "",
+                health_check: bool = False) -> Iterator[BoardEntry]:
     """Yield the inventory entry of a board leased for this block (or one a provider brought); `say` hears
-    about a wait for a busy board."""
+    about a wait for a busy board. With `health_check`, a leased board is checked first (`harness.board.health`);
+    one that fails is power-cycled once when it can be, else quarantined, and the next matching board is tried.
+    `run` names the run this lease belongs to (xdist's workers of one run share it)."""
     provided = provider_for(selector)
     if provided is not None:
         provider, argument = provided
@@ -84,8 +88,62 @@ def board_entry(selector: str, lab: Lab, lease_timeout: float = DEFAULT_LEASE_TI
             yield entry
         return
     candidates = lab.select(selector, all_profiles())
-    with acquire([b.name for b in candidates], lab.lease_folder(), lease_timeout, purpose, say) as lease:
-        yield next(b for b in candidates if b.name == lease.board)
+    store = lab.leases()
+    unhealthy: set[str] = set()
+    while True:
+        with acquire([b.name for b in candidates], store, lease_timeout, purpose, say, run,
+                     skip=unhealthy.__contains__) as lease:
+            entry = next(b for b in candidates if b.name == lease.board)
+            if not health_check or _fit(entry, lab, store, run, say or (lambda _: None)):
+                yield entry
+                return
+            unhealthy.add(entry.name)
+
+
+def _fit(entry: BoardEntry, lab: Lab, store: LeaseStore, run: str, say: Callable[[str], None]) -> bool:
+    """Health-check a leased board; one that fails goes through `recover`. A quarantined board whose re-check was
+    due and passes is out of quarantine."""
+    problems = _health(entry)
+    if problems:
+        return recover(entry, lab, store, run, "health check: " + "; ".join(problems), say)
+    if store.quarantined(entry.name) is not None:
+        store.release_quarantine(entry.name)
+        say(f"{entry.name}: passed its re-check, out of quarantine")
+    return True
+
+
+def recover(entry: BoardEntry, lab: Lab, store: LeaseStore, run: str, reason: str,
+            say: Callable[[str], None]) -> bool:
+    """A board failed for an infrastructure reason (unhealthy, unreachable, lost mid-run): power-cycle it once
+    when its inventory entry can, and check it again. It is quarantined when it is still unfit, or when this is
+    the `quarantine_after`-th session in a row that failed this way. True: it is fit to use now."""
+    problems = [reason]
+    if entry.power_cycle:
+        say(f"{entry.name}: {reason}; power-cycling it once")
+        problems = _health(entry, cycle_first=True)
+    record = store.record_run(entry.name, run, reason, infra_failure=True)
+    if not problems and record.infra_failures < lab.quarantine_after:
+        return True
+    why = "; ".join(problems) if problems else (f"{record.infra_failures} sessions in a row failed for "
+                                                f"infrastructure reasons, the last: {reason}")
+    store.quarantine(entry.name, why, lab.quarantine_recheck_s)
+    say(f"{entry.name}: quarantined ({why}); `hil devices --release {entry.name}` once it is fixed")
+    return False
+
+
+def _health(entry: BoardEntry, cycle_first: bool = False) -> list[str]:
+    transport = transport_for(entry)
+    board = Board(entry.name, get_profile(entry.profile), transport, entry.power_cycle)
+    try:
+        if cycle_first:
+            board.power_cycle()
+        else:
+            transport.connect()
+        return health_problems(board)
+    except HarnessError as exc:
+        return [f"unreachable: {exc}"]
+    finally:
+        transport.close()
 
 
 @contextlib.contextmanager
@@ -102,14 +160,21 @@ def connected_board(entry: BoardEntry, watchdog_s: float = DEFAULT_WATCHDOG_S) -
         try:
             yield board
         finally:
-            try:
-                board.state.restore()
-            except HarnessError as exc:
-                raise HarnessError(f"{entry.name}: could not put the board back ({exc}); its watchdog restores the "
-                                   f"journaled state within {watchdog_s:.0f} s of this harness's last heartbeat"
-                                   ) from exc
+            _put_back(board, watchdog_s)
     finally:
         transport.close()
+
+
+def _put_back(board: Board, watchdog_s: float) -> None:
+    """Undo the session's changes; a board lost mid-run is left to its watchdog, which restores its journal when
+    the board is back (`harness.board.state`): nothing more is sent to it."""
+    if board.lost is not None:
+        return
+    try:
+        board.state.restore()
+    except HarnessError as exc:
+        raise HarnessError(f"{board.name}: could not put the board back ({exc}); its watchdog restores the "
+                           f"journaled state within {watchdog_s:.0f} s of this harness's last heartbeat") from exc
 
 
 @contextlib.contextmanager

@@ -2,6 +2,12 @@
 
 Registered through the `pytest11` entry point, so `pytest suites --device=xavier-nx` works from
 anywhere once jetson-hil is installed. Without --device the plugin stays out of the way.
+
+A farm: with `-n N` (pytest-xdist) every worker leases a board of its own for the whole session and runs every
+test on it (xdist's `each` scheduling, chosen here whatever `--dist` says: `load` would spread one board's suite
+over several boards and compare nothing). The controller leases nothing. A board is health-checked before a
+session uses it; one that stops answering mid-run fails its remaining tests with one reason and is quarantined
+(see `harness.lab.board_entry`, `harness.lease`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import pytest
 import harness
 from harness.board import Board
 from harness.board.state import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
-from harness.errors import HarnessError
+from harness.errors import HarnessError, LeaseError
 from harness.inventory import BoardEntry
 from harness.lab import (
     DEFAULT_LEASE_TIMEOUT_S,
@@ -27,12 +33,43 @@ from harness.lab import (
     load_inventory,
     load_providers,
     provider_for,
+    recover,
 )
 from harness.profiles import DeviceProfile, all_profiles, get_profile
 
 _BROKEN = pytest.StashKey[str]()
 _REPORTED = pytest.StashKey[bool]()
 _LEASED = pytest.StashKey[tuple[BoardEntry, contextlib.ExitStack]]()
+_NO_BOARD = pytest.StashKey[str]()
+_LOST = pytest.StashKey[str]()
+_CONNECTED = pytest.StashKey[Board]()
+_RUN_NAME = pytest.StashKey[str]()
+
+
+def name_run(config: pytest.Config, name: str) -> None:
+    """What the board's record in the lease store calls this session's run (the suites' run folder)."""
+    config.stash[_RUN_NAME] = name
+
+
+def is_controller(config: pytest.Config) -> bool:
+    """The xdist controller of a farm run: its workers lease and run, it only gathers."""
+    return getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput")
+
+
+def _run_tag(config: pytest.Config) -> str:
+    """What this run's workers share (xdist's testrunuid); empty outside xdist."""
+    return str(getattr(config, "workerinput", {}).get("testrunuid", ""))
+
+
+def leased_entry(config: pytest.Config) -> BoardEntry | None:
+    """The inventory entry of the board this session (or farm worker) leased, if any."""
+    leased = config.stash.get(_LEASED, None)
+    return leased[0] if leased is not None else None
+
+
+def board_lost(config: pytest.Config) -> str | None:
+    """Why the session's board was lost mid-run, or None."""
+    return config.stash.get(_LOST, None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,6 +86,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "or 'all' (default: default,max)")
     group.addoption("--lease-timeout", default=DEFAULT_LEASE_TIMEOUT_S, type=float, metavar="SECONDS",
                     help="how long to wait for a free board (default: %(default)s)")
+    group.addoption("--no-health-check", action="store_true",
+                    help="use a leased board without checking its health first (disk, memory, leftover faults, "
+                         "temperature, clock)")
     group.addoption("--watchdog-timeout", default=DEFAULT_WATCHDOG_S, type=float, metavar="SECONDS",
                     help="the board restores what this session changed once the harness has been silent this "
                          "long (killed, link cut, board rebooted) (default: %(default)s)")
@@ -90,31 +130,116 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_CurrentJunit(config), "jetson-hil-current-junit")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Every test on every board: a worker per board, each running the whole selection."""
+    if not config.getoption("--device"):
+        return None
+    from xdist.scheduler import EachScheduling
+
+    return EachScheduling(config, log)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Lease the board before tests are generated: they are built from the leased board's profile (a `tag:`
-    selector may span profiles), and a board that cannot be leased is reported once, by the board fixture."""
+    selector may span profiles), and a board that cannot be leased is reported once, by the board fixture.
+    A farm worker left without a board (more workers than free boards) skips its tests with one line."""
     config = session.config
     selector = config.getoption("--device")
-    if not selector:
+    if not selector or is_controller(config):
         return
     stack = contextlib.ExitStack()
     try:
         lab = load_inventory(config.getoption("--lab"))
         entry = stack.enter_context(board_entry(selector, lab, config.getoption("--lease-timeout"),
-                                                purpose="pytest", say=_say))
+                                                purpose="pytest", say=_say, run=_run_tag(config),
+                                                health_check=not (config.getoption("--no-health-check")
+                                                                  or config.option.collectonly)))
+    except LeaseError as exc:
+        stack.close()
+        if hasattr(config, "workerinput"):
+            config.stash[_NO_BOARD] = str(exc)
+            _say(f"{config.workerinput.get('workerid')}: no board: {exc}")
+        else:
+            config.stash[_BROKEN] = str(exc)
+        return
     except HarnessError as exc:
         stack.close()
         config.stash[_BROKEN] = str(exc)
         return
     config.stash[_LEASED] = (entry, stack)
+    if hasattr(config, "workerinput") and config.getoption("xmlpath", None):
+        _board_junit(config, entry.name)
+
+
+def _board_junit(config: pytest.Config, board: str) -> None:
+    """A farm worker's own JUnit file beside --junitxml, `junit-<board>.xml`: the board's verdicts with its
+    provenance (xdist's controller writes one file of every worker's cases, but without their properties)."""
+    from _pytest.junitxml import LogXML, xml_key
+
+    path = Path(config.getoption("xmlpath")).with_name(f"junit-{board}.xml")
+    xml = LogXML(str(path), config.option.junitprefix, config.getini("junit_suite_name"),
+                 config.getini("junit_logging"), config.getini("junit_duration_report"),
+                 config.getini("junit_family"), config.getini("junit_log_passing_tests"))
+    config.stash[xml_key] = xml
+    config.pluginmanager.register(xml)
+    xml.pytest_sessionstart()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The lease goes last: after the session's fixtures put the board back (also when a run stops early)."""
-    leased = session.config.stash.get(_LEASED, None)
-    if leased is not None:
-        leased[1].close()
+    """The board's record in the lease store (how its session went: a lost board counts against it and is
+    quarantined), then the lease goes, last: after the session's fixtures put the board back (also when a run
+    stops early)."""
+    config = session.config
+    leased = config.stash.get(_LEASED, None)
+    if leased is None:
+        return
+    entry, stack = leased
+    lost = board_lost(config)
+    try:
+        lab = load_inventory(config.getoption("--lab"))
+        store = lab.leases()
+        run = config.stash.get(_RUN_NAME, "") or _run_tag(config) or f"pid {os.getpid()}"
+        if lost:
+            recover(entry, lab, store, run, f"lost mid-run: {lost}", _say)
+        else:
+            store.record_run(entry.name, run, "completed", infra_failure=False)
+    except HarnessError as exc:  # a store that went away must not keep the lease
+        _say(f"{entry.name}: could not record the session in the lease store: {exc}")
+    finally:
+        stack.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """After a failure on a board, ask whether the board still answers (a new connection, a bounded wait):
+    one that does not is lost, and the session's remaining tests fail with that one reason."""
+    outcome = yield
+    report = outcome.get_result()
+    config = item.config
+    board = config.stash.get(_CONNECTED, None)
+    if not report.failed or board is None or board_lost(config) is not None:
+        return
+    reason = _unreachable(board)
+    if reason is not None:
+        config.stash[_LOST] = reason
+        board.lost = reason
+        _say(f"{board.name}: lost mid-run ({reason}); its remaining tests fail")
+        failed_with = report.longreprtext.strip().splitlines()[-1:] or ["?"]
+        report.longrepr = f"board lost mid-run: {reason} (the test then failed with: {failed_with[0][:300]})"
+
+
+def _unreachable(board: Board) -> str | None:
+    probe = board.transport.duplicate()
+    try:
+        probe.connect()
+        probe.run("true", timeout=10).check()
+    except HarnessError as exc:
+        return str(exc)
+    finally:
+        probe.close()
+    return None
 
 
 def _say(message: str) -> None:
@@ -137,7 +262,15 @@ def selected_profile(config: pytest.Config) -> DeviceProfile | None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Skip the rest of the session once the board proved unreachable (labgrid's 'broken strategy')."""
+    """Skip the rest of the session once the board proved unreachable (labgrid's 'broken strategy'); fail the
+    rest with the reason once it was lost mid-run; skip all on a farm worker that got no board."""
+    uses_board = "board" in getattr(item, "fixturenames", ())
+    no_board = item.config.stash.get(_NO_BOARD, None)
+    if no_board and uses_board:
+        pytest.skip(f"no board for this worker: {no_board}")
+    lost = board_lost(item.config)
+    if lost and uses_board:
+        pytest.fail(f"board lost mid-run: {lost}", pytrace=False)
     broken = item.config.stash.get(_BROKEN, None)
     if broken and "board" in getattr(item, "fixturenames", ()) and item.config.stash.get(_REPORTED, False):
         pytest.skip(f"board unavailable: {broken}")
@@ -175,6 +308,7 @@ def board(request: pytest.FixtureRequest, record_testsuite_property) -> Iterator
         config.stash[_BROKEN] = broken
         config.stash[_REPORTED] = True
         pytest.fail(f"board {selector!r} unavailable, skipping the rest: {broken}", pytrace=False)
+    config.stash[_CONNECTED] = connected
     with stack:
         for key, value in _provenance(connected).items():
             record_testsuite_property(key, value)

@@ -8,6 +8,7 @@ Options are checked when pytest starts, before a board is leased: a wrong one is
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 import time
 import warnings
@@ -26,13 +27,14 @@ from harness.gates.baseline import results_file
 from harness.golden import FixtureSet
 from harness.model_card import ModelCard, load_card
 from harness.profiles import DeviceProfile, PowerMode
-from harness.pytest_plugin import selected_profile
+from harness.pytest_plugin import board_lost, is_controller, leased_entry, name_run, selected_profile
 from harness.results import BenchmarkFile, ResultsWriteError, ResultsWriter, Row, RowContext, read_modeled
 from module.backends import PRECISIONS
 from module.model import file_sha256
 
 SUITES = Path(__file__).resolve().parent
 RUN_DIR = pytest.StashKey[Path]()
+RUN_ID = pytest.StashKey[str]()
 POLICY = pytest.StashKey[GatePolicy]()
 REPORT_FAILED = pytest.StashKey[str]()
 
@@ -110,6 +112,19 @@ def pytest_configure(config: pytest.Config) -> None:
         FixtureSet(config.getoption("--fixtures-dir")).load_golden()
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if is_controller(config) and config.getoption("--device"):
+        # a farm run: one run folder that every worker (board) writes to, named here and handed to them
+        selector = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.getoption("--device")).strip("-")
+        run = config.getoption("--run-id") or f"{time.strftime('%Y%m%dT%H%M%S')}-{selector}"
+        config.stash[RUN_ID] = run
+        config.stash[RUN_DIR] = report_dir / run
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist: each worker writes to the run folder the controller named."""
+    if RUN_ID in node.config.stash:
+        node.workerinput["jetson_hil_run_id"] = node.config.stash[RUN_ID]
 
 
 @pytest.hookimpl(trylast=True)
@@ -171,7 +186,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def run_id(request: pytest.FixtureRequest, board: Board) -> str:
-    return request.config.getoption("--run-id") or f"{time.strftime('%Y%m%dT%H%M%S')}-{board.name}"
+    """--run-id, the farm run's (every board of a `-n` run writes to one folder), else time and board."""
+    handed = getattr(request.config, "workerinput", {}).get("jetson_hil_run_id")
+    run = handed or request.config.getoption("--run-id") or f"{time.strftime('%Y%m%dT%H%M%S')}-{board.name}"
+    name_run(request.config, run)
+    return run
 
 
 @pytest.fixture(scope="session")
@@ -189,8 +208,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     history's trend. Neither can crash the run: what fails is one line in the summary."""
     config = session.config
     path = config.stash.get(RUN_DIR, None)
-    if path is None or not (path / "results.csv").is_file():
-        return
+    entry = leased_entry(config)
+    lost = board_lost(config)
+    if path is not None and entry is not None and lost is not None:
+        with contextlib.suppress(HarnessError), ResultsWriter(path / "results.csv") as writer:
+            writer.write(RowContext(run=path.name, board=entry.name, profile=entry.profile, suite="session",
+                                    test="board_lost").row("board_lost", 1, "event"))
+    if hasattr(config, "workerinput") or path is None or not (path / "results.csv").is_file():
+        return  # a farm worker: the controller reports the whole run
     from harness.history import HISTORY_FILE, History
     from harness.report import build, load_run, trend, write
     from harness.report.baseline import resolve
@@ -266,7 +291,7 @@ def modeled(board: Board) -> frozenset[str]:
 @pytest.fixture(scope="session")
 def benchmarks(run_dir: Path, board: Board) -> BenchmarkFile:
     """pytest-benchmark entries, benchmark.json rewritten whole at each (a killed run leaves it complete)."""
-    return BenchmarkFile(run_dir / "benchmark.json", machine_info={"node": board.name, "profile": board.profile.name})
+    return BenchmarkFile(run_dir / "benchmark.json", board.name, board.profile.name)
 
 
 @pytest.fixture(scope="session")

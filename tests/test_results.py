@@ -145,13 +145,17 @@ def test_a_full_disk_stops_with_the_file_named_and_whole(tmp_path: Path) -> None
     assert values == [float(i) for i in range(len(values))] and len(values) > 5
 
 
-def test_benchmark_json_is_replaced_whole(tmp_path: Path) -> None:
+def test_benchmark_json_is_replaced_whole_and_shared_by_the_boards_of_a_run(tmp_path: Path) -> None:
     target = tmp_path / "benchmark.json"
-    book = BenchmarkFile(target, machine_info={"node": "nx-01"})
-    book.add(benchmark_entry("a", [0.010, 0.011]))
-    book.add(benchmark_entry("b", [0.020, 0.021]))
-    assert [b["name"] for b in json.loads(target.read_text())["benchmarks"]] == ["a", "b"]
-    assert [p.name for p in tmp_path.iterdir()] == ["benchmark.json"]  # no temporary left beside it
+    nx, nano = BenchmarkFile(target, "nx-01", "xavier-nx"), BenchmarkFile(target, "nano-01", "nano")
+    nx.add(benchmark_entry("a", [0.010, 0.011]))
+    nano.add(benchmark_entry("a", [0.030, 0.031]))
+    nx.add(benchmark_entry("b", [0.020, 0.021]))
+    document = json.loads(target.read_text())
+    assert [(b["name"], b["extra_info"]["board"]) for b in document["benchmarks"]] == [
+        ("a", "nx-01"), ("a", "nano-01"), ("b", "nx-01")]
+    assert document["machine_info"]["boards"] == {"nano-01": "nano", "nx-01": "xavier-nx"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["benchmark.json", "benchmark.json.lock"]  # no temporary
 
 
 def test_rows_survive_sigkill_of_the_writer(tmp_path: Path) -> None:

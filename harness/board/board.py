@@ -44,6 +44,8 @@ class Board:
         self.profile = profile
         self.transport = transport
         self.power_cycle_command = power_cycle
+        #: why the board stopped answering mid-session (set by whoever found out); nothing is sent to it after
+        self.lost: str | None = None
         self._identity: Identity | None = None
         #: every change a session makes to the board goes through here (journal, heartbeat, restore)
         self.state = BoardState(self, timeout_s=watchdog_s)

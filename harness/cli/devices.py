@@ -12,7 +12,6 @@ from rich.table import Table
 
 from harness.inventory import BoardEntry, SshTransportConfig
 from harness.lab import DEFAULT_LEASE_TIMEOUT_S, load_inventory, open_board
-from harness.lease import holder
 from harness.profiles import all_profiles
 from harness.telemetry.tegrastats import TegrastatsSample
 
@@ -39,8 +38,19 @@ def _reachable(entry: BoardEntry, timeout: float = 2.0) -> str:
 
 
 def devices(lab: LabOption = None,
-            check: Annotated[bool, typer.Option(help="check that each board's SSH port answers")] = True) -> None:
-    """List device profiles and the boards in the lab inventory (reachable or not, leased or free)."""
+            check: Annotated[bool, typer.Option(help="check that each board's SSH port answers")] = True,
+            release: Annotated[str | None, typer.Option("--release", metavar="NAME",
+                                                        help="take a board out of quarantine")] = None) -> None:
+    """List device profiles and the boards in the lab inventory (reachable or not, leased, quarantined or free)."""
+    if release is not None:
+        inventory = load_inventory(lab)
+        inventory.select(release, {})  # an unknown name is one line listing the boards
+        store = inventory.leases()
+        held = store.quarantined(release)
+        store.release_quarantine(release)
+        out.print(f"{release}: released from quarantine ({held.reason})" if held else
+                  f"{release}: was not quarantined", highlight=False)
+        return
     profiles = all_profiles()
     table = Table(title="Device profiles", title_justify="left")
     for column in ("profile", "model", "SoC", "CUDA", "CPU", "RAM", "power modes (default*)", "precisions"):
@@ -54,17 +64,19 @@ def devices(lab: LabOption = None,
 
     inventory = load_inventory(lab)
     boards = Table(title=f"Boards in {inventory.source}", title_justify="left")
-    for column in ("board", "profile", "transport", "tags", "reachable", "leased by"):
+    for column in ("board", "profile", "transport", "tags", "reachable", "leased by", "quarantine"):
         boards.add_column(column)
-    lease_dir = inventory.lease_folder()
+    store = inventory.leases()
     with ThreadPoolExecutor(max_workers=16) as pool:
         reach = list(pool.map(_reachable, inventory.boards)) if check else ["-"] * len(inventory.boards)
     for entry, reachable in zip(inventory.boards, reach, strict=True):
         config = entry.transport
         where = f"ssh {config.user}@{config.host}:{config.port}" if isinstance(config, SshTransportConfig) else "local"
-        held = holder(lease_dir, entry.name) if lease_dir.is_dir() else None
-        leased = f"pid {held.get('pid')} on {held.get('host')}" if held else "free"
-        boards.add_row(entry.name, entry.profile, where, ",".join(entry.tags), reachable, leased)
+        held = store.holder(entry.name)
+        quarantine = store.quarantined(entry.name)
+        boards.add_row(entry.name, entry.profile, where, ",".join(entry.tags), reachable,
+                       f"pid {held.pid} on {held.host}" if held else "free",
+                       f"{quarantine.reason} (since {quarantine.since})" if quarantine else "")
     out.print(boards)
 
 

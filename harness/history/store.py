@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from harness.errors import HarnessError
 from harness.report.runs import RunData
 from harness.results.table import FIELDS
+from harness.urls import hide_password
 
 SCHEMA_VERSION = 1
 HISTORY_FILE = "history.sqlite"
@@ -57,7 +58,7 @@ class History:
         self.url = database_url(spec)
         try:
             self.engine = sa.create_engine(self.url)
-            shown = self.engine.url.render_as_string(hide_password=True)
+            shown = hide_password(self.url)
             with self.engine.begin() as connection:
                 _metadata.create_all(connection)
                 found = connection.execute(sa.select(_meta.c.value).where(_meta.c.key == "schema_version")).scalar()
@@ -67,7 +68,7 @@ class History:
                     raise HarnessError(f"history {shown} has schema version {found}; this harness reads version "
                                        f"{SCHEMA_VERSION}: use a new database or the harness that wrote it")
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
-            shown = _hide_password(self.url)
+            shown = hide_password(self.url)
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise HarnessError(f"cannot use the history database {shown}: {reason}") from None
         self.shown = shown
@@ -141,9 +142,3 @@ class History:
         data["time"] = pd.to_datetime(data["time"], utc=True)
         return data
 
-
-def _hide_password(url: str) -> str:
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except SQLAlchemyError:
-        return "<unparsable URL>"

@@ -91,8 +91,8 @@ def _device(board: str, data: pd.DataFrame, runs: list[RunData], throughput: pd.
     verdicts: dict[str, str] = {}
     timelines: dict[str, pd.DataFrame] = {}
     for run in mine:
-        provenance.update(run.properties)
-        verdicts.update(run.verdicts)
+        provenance.update(run.suite(board).properties)
+        verdicts.update(run.suite(board).verdicts)
         timelines.update(run.timelines)
     return Device(board, str(data["profile"].iloc[0]), [run.name for run in mine], provenance, verdicts, throughput,
                   modeled, resilience, correctness, timelines)

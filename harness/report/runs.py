@@ -14,20 +14,33 @@ from harness.results import Row, read_results
 from harness.results.table import FIELDS
 
 RESULTS_FILE = "results.csv"
-JUNIT_FILES = ("junit.xml",)
+#: a single-board run's JUnit file, and a farm run's one per board (`junit-<board>.xml`, with its provenance)
+JUNIT_FILES = ("junit.xml", "junit-*.xml")
 CATEGORIES = ("run", "board", "profile", "power_mode", "precision", "backend", "device", "quantizer", "suite",
               "test", "phase", "metric", "unit", "source")
 
 
 @dataclass
+class Suite:
+    """What one JUnit file says: its testsuite properties (provenance) and each test's verdict."""
+
+    properties: dict[str, str] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)  # test → passed | failed | error | skipped
+
+
+@dataclass
 class RunData:
-    """One run: where it is, its rows, and what its JUnit file says (empty when it has none)."""
+    """One run: where it is, its rows, and what its JUnit files say per board (none when it has none)."""
 
     folder: Path
     rows: list[Row]
-    properties: dict[str, str] = field(default_factory=dict)
-    verdicts: dict[str, str] = field(default_factory=dict)  # test → passed | failed | error | skipped
+    suites: dict[str, Suite] = field(default_factory=dict)  # board (its `board` property) → its suite
     timelines: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def suite(self, board: str) -> Suite:
+        """The board's JUnit suite; a file that names no board (an old run's, xdist's merged one) counts for every
+        board of the run only when no file names one."""
+        return self.suites.get(board) or (self.suites.get("", Suite()) if len(self.suites) <= 1 else Suite())
 
     @property
     def name(self) -> str:
@@ -61,22 +74,28 @@ def load_run(path: Path, junit: Path | None = None) -> RunData:
     except (ValueError, KeyError) as exc:
         raise HarnessError(f"{results}: a damaged row ({exc}); fix or remove that line") from None
     run = RunData(folder, rows)
-    if junit is None or not junit.is_file():
-        junit = next((folder / name for name in JUNIT_FILES if (folder / name).is_file()), None)
-    if junit is not None:
-        _read_junit(junit, run)
+    files = {path.resolve() for pattern in JUNIT_FILES for path in folder.glob(pattern)}
+    if junit is not None and junit.is_file():
+        files.add(junit.resolve())
+    for path in sorted(files):
+        suite = _read_junit(path)
+        board = suite.properties.get("board", "")
+        if board or "" not in run.suites:
+            run.suites[board] = suite
     for timeline in sorted((folder / "resilience").glob("*.csv")):
         run.timelines[timeline.stem] = pd.read_csv(timeline)
     return run
 
 
-def _read_junit(path: Path, run: RunData) -> None:
+def _read_junit(path: Path) -> Suite:
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise HarnessError(f"{path}: not a JUnit XML file ({exc})") from None
+    suite = Suite()
     for prop in root.iter("property"):
-        run.properties.setdefault(prop.get("name", ""), prop.get("value", ""))
+        suite.properties.setdefault(prop.get("name", ""), prop.get("value", ""))
     for case in root.iter("testcase"):
         kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-        run.verdicts[case.get("name", "")] = {"failure": "failed"}.get(kinds[0], kinds[0]) if kinds else "passed"
+        suite.verdicts[case.get("name", "")] = {"failure": "failed"}.get(kinds[0], kinds[0]) if kinds else "passed"
+    return suite

@@ -16,6 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
+from harness.errors import HarnessError
 from harness.results.files import replace_atomically
 
 FORMAT_VERSION = "5.3.1"  # the pytest-benchmark release whose JSON layout this follows
@@ -103,13 +106,29 @@ def write_benchmark_json(path: str | Path, benchmarks: Sequence[dict[str, Any]],
 
 
 class BenchmarkFile:
-    """A pytest-benchmark file kept current: rewritten whole at every entry, so a killed run leaves it complete."""
+    """A pytest-benchmark file kept current: rewritten whole at every entry, so a killed run leaves it complete.
+    The boards of a farm run share one file: each entry is added to what the file holds, under a lock, and
+    `machine_info["boards"]` names every board in it (each entry's `extra_info["board"]` says whose it is)."""
 
-    def __init__(self, path: str | Path, machine_info: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str | Path, board: str, profile: str) -> None:
         self.path = Path(path)
-        self.machine_info = machine_info
-        self.entries: list[dict[str, Any]] = []
+        self.board = board
+        self.profile = profile
+        self._lock = FileLock(f"{self.path}.lock")
 
     def add(self, entry: dict[str, Any]) -> None:
-        self.entries.append(entry)
-        write_benchmark_json(self.path, self.entries, machine_info=self.machine_info)
+        entry = {**entry, "extra_info": {**entry.get("extra_info", {}), "board": self.board}}
+        with self._lock:
+            before = self._read()
+            boards = {**before.get("machine_info", {}).get("boards", {}), self.board: self.profile}
+            write_benchmark_json(self.path, [*before.get("benchmarks", []), entry],
+                                 machine_info={"boards": dict(sorted(boards.items()))})
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            document = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"{self.path}: not a benchmark file this run can add to ({exc}); move it away") from None
+        return document if isinstance(document, dict) else {}

@@ -1,11 +1,13 @@
-"""`hil virtual up|ls|down`: manage virtual Jetson boards by hand."""
+"""`hil virtual up|lab|ls|down`: manage virtual Jetson boards by hand, or as a farm in a lab.yaml."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -31,6 +33,25 @@ def up(profile: Annotated[str, typer.Argument(help="device profile, e.g. xavier-
               f"{board.known_hosts} -p {board.port} root@127.0.0.1")
     out.print(f"use it with: hil probe --device virtual:{board.profile}   (or the lab.yaml entry below)")
     typer.echo(board.entry().model_dump_json(exclude_none=True))
+
+
+@app.command()
+def lab(profiles: Annotated[list[str], typer.Argument(help="a board per argument: PROFILE or NAME=PROFILE")],
+        out_file: Annotated[Path, typer.Option("--out", help="the lab inventory to write")] = Path("lab.yaml"),
+        tag: Annotated[str, typer.Option(help="tag of every board, for --device tag:TAG")] = "virtual") -> None:
+    """Start virtual boards and write a lab.yaml of them: a farm on one machine, run as a real one is
+    (`pytest suites --lab lab.yaml --device tag:virtual -n N`)."""
+    entries = []
+    for index, spec in enumerate(profiles, 1):
+        name, _, profile = spec.rpartition("=")
+        name = name or f"virtual-{profile}-{index}"
+        if not NAME.fullmatch(name):
+            raise typer.BadParameter(f"{name!r}: a board name is letters, digits, '_', '.' and '-'", param_hint=spec)
+        board = boards.up(profile, name)
+        entries.append(board.entry(tags=(tag,)).model_dump(mode="json", exclude_none=True))
+        out.print(f"{board.name} ({board.profile}) is up on port {board.port}")
+    out_file.write_text(yaml.safe_dump({"boards": entries}, sort_keys=False))
+    out.print(f"wrote {out_file}: pytest suites --lab {out_file} --device tag:{tag} -n {len(entries)}")
 
 
 @app.command("ls")
