@@ -28,6 +28,10 @@ class LeaseError(HarnessError):
     """No board matching the selector could be leased in time."""
 
 
+class SpareWorker(LeaseError):
+    """Every usable board is held by this run's other workers: a farm run with more workers than boards."""
+
+
 class TransportError(HarnessError):
     """The board could not be reached or the connection broke."""
 

@@ -24,7 +24,7 @@ import pytest
 import harness
 from harness.board import Board
 from harness.board.state import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
-from harness.errors import HarnessError, LeaseError
+from harness.errors import HarnessError, SpareWorker
 from harness.inventory import BoardEntry
 from harness.lab import (
     DEFAULT_LEASE_TIMEOUT_S,
@@ -143,7 +143,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Lease the board before tests are generated: they are built from the leased board's profile (a `tag:`
     selector may span profiles), and a board that cannot be leased is reported once, by the board fixture.
-    A farm worker left without a board (more workers than free boards) skips its tests with one line."""
+    A farm worker left without a board because its own run holds them all (more workers than boards) skips its
+    tests with one line; no board at all (busy elsewhere past --lease-timeout, quarantined, unreachable) fails
+    the first test with the reason and skips the rest."""
     config = session.config
     selector = config.getoption("--device")
     if not selector or is_controller(config):
@@ -155,13 +157,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                                                 purpose="pytest", say=_say, run=_run_tag(config),
                                                 health_check=not (config.getoption("--no-health-check")
                                                                   or config.option.collectonly)))
-    except LeaseError as exc:
+    except SpareWorker as exc:  # the run's other workers have every usable board: nothing wrong, nothing to do
         stack.close()
-        if hasattr(config, "workerinput"):
-            config.stash[_NO_BOARD] = str(exc)
-            _say(f"{config.workerinput.get('workerid')}: no board: {exc}")
-        else:
-            config.stash[_BROKEN] = str(exc)
+        config.stash[_NO_BOARD] = str(exc)
+        _say(f"{config.workerinput.get('workerid')}: no board: {exc}")
         return
     except HarnessError as exc:
         stack.close()

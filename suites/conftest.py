@@ -369,7 +369,7 @@ def baseline_gate(request: pytest.FixtureRequest, report_dir: Path, run_id: str,
     if not spec:
         return None
     try:
-        found = resolve_baseline(spec, report_dir, board=board.name, exclude_run=run_id)
+        found = resolve_baseline(spec, report_dir, boards={board.name}, exclude={run_id}, suite="test_throughput")
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     if found is None:

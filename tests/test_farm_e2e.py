@@ -23,7 +23,7 @@ from tests.virtual import docker_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
 FARM = {"farm-nx-a": "xavier-nx", "farm-nx-b": "xavier-nx", "farm-onano-c": "orin-nano"}
-SMALL = ["--precision", "fp32", "--batch", "1", "--power-mode", "default", "--duration", "2", "--rounds", "1"]
+SMALL = ["--precision", "fp32", "--batch", "1", "--power-mode", "default", "--duration", "4", "--rounds", "1"]
 RUN_TIMEOUT_S = 900
 
 pytestmark = pytest.mark.virtual

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,12 +98,16 @@ def test_latest_baseline_is_the_newest_earlier_run_of_the_same_board(tmp_path: P
     write_run(tmp_path, "b", "nx-01", 2.0)
     write_run(tmp_path, "c", "orin-01", 3.0)
     write_run(tmp_path, "now", "nx-01", 4.0)
-    where, rows = resolve_baseline("latest", tmp_path, board="nx-01", exclude_run="now")  # type: ignore[misc]
+    where, rows = resolve_baseline("latest", tmp_path, boards={"nx-01"}, exclude={"now"})  # type: ignore[misc]
     assert where == str(tmp_path / "b" / "results.csv") and [r.value for r in rows] == [2.0]
-    assert resolve_baseline("latest", tmp_path, board="agx-01") is None
-    assert resolve_baseline(str(tmp_path / "a"), tmp_path, board="x")[1][0].value == 1.0  # type: ignore[index]
+    assert resolve_baseline("latest", tmp_path, boards={"agx-01"}) is None
+    assert resolve_baseline(str(tmp_path / "a"), tmp_path, boards={"x"})[1][0].value == 1.0  # type: ignore[index]
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    found = resolve_baseline(today, tmp_path, boards={"nx-01"}, exclude={"now"})
+    assert found is not None and found[0] == str(tmp_path / "b" / "results.csv")
+    assert resolve_baseline("2000-01-01", tmp_path, boards={"nx-01"}) is None  # nothing measured that early
     with pytest.raises(ConfigError, match=r"no results\.csv there"):
-        resolve_baseline(str(tmp_path / "missing"), tmp_path, board="nx-01")
+        resolve_baseline(str(tmp_path / "missing"), tmp_path, boards={"nx-01"})
 
 
 def test_the_checked_in_policy_loads_and_a_broken_one_says_where(tmp_path: Path) -> None:

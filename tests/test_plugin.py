@@ -163,3 +163,20 @@ def test_a_broken_lab_file_is_reported_once(pytester: pytest.Pytester) -> None:
     # the error, and its summary line where the terminal is wide enough to show the reason
     assert 1 <= len(errors) <= 2 and "Traceback" not in result.stdout.str()
     assert "another exception occurred" not in result.stdout.str()
+
+
+def test_a_farm_run_whose_boards_are_all_quarantined_fails_once_and_says_why(pytester: pytest.Pytester,
+                                                                              tmp_path: Path) -> None:
+    """Workers skip only when their own run holds every board; a farm with no usable board is a failed run."""
+    from harness.lease import FileLeaseStore
+
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(f"lease_dir: {tmp_path / 'leases'}\nboards:\n"
+                   "  - {name: nx1, profile: xavier-nx, tags: [farm], transport: {kind: local}}\n")
+    FileLeaseStore(tmp_path / "leases").quarantine("nx1", "health check: 3 MB free on /", None)
+    pytester.makepyfile(THREE_BOARD_TESTS)
+    result = pytester.runpytest_subprocess("--device=tag:farm", f"--lab={lab}", "-n", "2", "-rs",
+                                           "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(errors=2, skipped=4)  # each worker: one error naming why, its other tests skipped
+    result.stdout.fnmatch_lines(["*no usable board: nx1 quarantined since * health check: 3 MB free on /*"])

@@ -11,7 +11,8 @@ device, quantizer and phase: a modeled figure is never gated, nor a measured one
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import datetime as dt
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -106,26 +107,39 @@ def results_file(spec: Path) -> Path:
     return path
 
 
-def resolve_baseline(spec: str, report_dir: Path, *, board: str, exclude_run: str | None = None,
-                     suite: str = "test_throughput") -> tuple[str, list[Row]] | None:
-    """(where, rows) of the baseline: `spec` is a run folder, a results.csv, or 'latest' (the newest run in
-    `report_dir`, other than `exclude_run`, with `suite` rows of `board`; None when there is none yet)."""
-    if spec != "latest":
+def resolve_baseline(spec: str, report_dir: Path, *, boards: Collection[str], exclude: Collection[str] = (),
+                     suite: str | None = None) -> tuple[str, list[Row]] | None:
+    """(where, rows) of the baseline `spec` names: a run folder or its results.csv; `latest`, the newest run in
+    `report_dir` (by its last row of `boards`, in `suite` when given) other than the runs named in `exclude`; or a
+    date YYYY-MM-DD, the newest such run measured on or before that day. None when `latest` or a date finds none.
+    The throughput gate and the report both ask here, so they compare with the same run."""
+    if spec != "latest" and not is_date(spec):
         path = results_file(Path(spec))
         return str(path), _rows(path)
+    until = None if spec == "latest" else dt.datetime.fromisoformat(spec).replace(tzinfo=dt.timezone.utc) + \
+        dt.timedelta(days=1)
     newest: tuple[str, str, list[Row]] | None = None
     for path in sorted(report_dir.glob(f"*/{RESULTS_FILE}")):
-        if path.parent.name == exclude_run:
+        if path.parent.name in exclude:
             continue
         try:
-            rows = [r for r in read_results(path) if r.board == board and r.suite == suite]
+            rows = read_results(path)
         except (HarnessError, OSError, ValueError, KeyError):
             continue  # another harness version's or a damaged file is no baseline
-        if rows:
-            last = max(r.time for r in rows)
-            if newest is None or last > newest[0]:
-                newest = (last, str(path), rows)
+        times = [r.time for r in rows if r.board in boards and (suite is None or r.suite == suite)]
+        if not times or (until is not None and dt.datetime.fromisoformat(max(times)) >= until):
+            continue
+        if newest is None or max(times) > newest[0]:
+            newest = (max(times), str(path), rows)
     return None if newest is None else (newest[1], newest[2])
+
+
+def is_date(spec: str) -> bool:
+    try:
+        dt.date.fromisoformat(spec)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

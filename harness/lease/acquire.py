@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import LeaseError
+from harness.errors import LeaseError, SpareWorker
 from harness.lease.files import FileLeaseStore
 from harness.lease.store import Held, Holder, LeaseStore
 
@@ -60,7 +60,7 @@ def acquire(boards: Sequence[str], where: LeaseStore | Path, timeout: float, pur
             if held is not None:
                 return Lease(board, held, store)
         if run and all((h := store.holder(b)) is not None and h.run == run for b in usable):
-            raise LeaseError(f"no board left for this worker: {_holders(store, boards)} (this run holds them all)")
+            raise SpareWorker(f"no board left for this worker: {_holders(store, boards)} (this run holds them all)")
         now = time.monotonic()
         if now >= deadline:
             raise LeaseError(f"all boards matching the selector are leased ({_holders(store, boards)}); "
