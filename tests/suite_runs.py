@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.report.runs import read_junit
 from tests.virtual import docker_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,12 +42,8 @@ def suites(report: Path, run_id: str, *args: str | Path, tests: str = "suites",
 
 
 def outcomes(junit: Path) -> dict[str, str]:
-    """test name → passed | failed | skipped | error, from the child's JUnit XML."""
-    found = {}
-    for case in ET.parse(junit).iter("testcase"):
-        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-        found[case.get("name")] = {"failure": "failed"}.get(kinds[0], kinds[0]) if kinds else "passed"
-    return found
+    """test name → passed | failed | skipped | error, from the child's JUnit XML (read as the report reads it)."""
+    return read_junit(junit).verdicts
 
 
 def rows(report: Path, run_id: str) -> list[dict[str, str]]:

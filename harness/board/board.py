@@ -59,6 +59,15 @@ class Board:
         uid = self.transport.run("id -u", timeout=15).check().stdout.strip()
         return "" if uid == "0" else "sudo -n "
 
+    def run_root(self, script: str, what: str, timeout: float = 30, stdin: str | None = None) -> str:
+        """`script` as root on the board (through sudo where the login is not root); its stdout, or HarnessError
+        naming the board and `what` failed with the script's last line of error."""
+        result = self.transport.run(f"{self.sudo}sh -c {shlex.quote(script)}", timeout=timeout, stdin=stdin)
+        if not result.ok:
+            detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [f"exit {result.exit_status}"]
+            raise HarnessError(f"{self.name}: {what} failed: {detail[0]}")
+        return result.stdout
+
     @cached_property
     def nvpmodel(self) -> Nvpmodel:
         return Nvpmodel(self.transport, self.sudo)

@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import os
-import shlex
 import socket
 import threading
 import time
@@ -105,13 +104,7 @@ class BoardState:
 
     # on the board ---------------------------------------------------------------------------------
     def _root(self, command: str, timeout: float = 30, stdin: str | None = None) -> str:
-        """A shell command as root on the board; its stdout, or HarnessError naming what failed."""
-        wrapped = f"{self.board.sudo}sh -c {shlex.quote(command)}"
-        result = self.board.transport.run(wrapped, timeout=timeout, stdin=stdin)
-        if not result.ok:
-            detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise HarnessError(f"{self.board.name}: board state: `{command[:80]}` failed: {detail[0]}")
-        return result.stdout
+        return self.board.run_root(command, f"board state: `{command[:80]}`", timeout, stdin)
 
     def _watchdog(self, *args: str) -> str:
         return self._root(f"[ -f {WATCHDOG} ] || exit 0; python3 {WATCHDOG} --state {STATE_DIR} {' '.join(args)}")

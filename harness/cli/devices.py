@@ -44,7 +44,7 @@ def devices(lab: LabOption = None,
     """List device profiles and the boards in the lab inventory (reachable or not, leased, quarantined or free)."""
     if release is not None:
         inventory = load_inventory(lab)
-        inventory.select(release, {})  # an unknown name is one line listing the boards
+        inventory.select(release, all_profiles())  # an unknown name is one line listing the boards
         store = inventory.leases()
         held = store.quarantined(release)
         store.release_quarantine(release)

@@ -29,15 +29,6 @@ class FaultUnavailable(HarnessError):
     """The board cannot host this fault (a missing tool or kernel module); the reason says what to install."""
 
 
-def run_root(board: Board, script: str, what: str, timeout: float = 30) -> str:
-    """`script` as root on the board; its stdout, or HarnessError naming the board and the step."""
-    result = board.transport.run(f"{board.sudo}sh -c {shlex.quote(script)}", timeout=timeout)
-    if not result.ok:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [f"exit {result.exit_status}"]
-        raise HarnessError(f"{board.name}: {what} failed: {detail[0]}")
-    return result.stdout
-
-
 def require_tool(board: Board, tool: str, purpose: str) -> None:
     """One clear line when the board lacks a tool a fault needs."""
     found = board.transport.run(f"{board.sudo}sh -c {shlex.quote(f'command -v {tool}')}", timeout=15)

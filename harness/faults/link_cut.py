@@ -5,7 +5,7 @@ removing it cannot disturb anybody else's rules."""
 from __future__ import annotations
 
 from harness.board import Board
-from harness.faults.base import require_tool, run_root
+from harness.faults.base import require_tool
 
 CHAIN = "JETSON_HIL_UPLINK"
 
@@ -32,7 +32,7 @@ class LinkCut:
                   f"iptables -A {CHAIN} -p tcp -s {self.address} --sport {self.port} -j DROP && "
                   f"{{ iptables -C OUTPUT -j {CHAIN} 2>/dev/null || iptables -I OUTPUT 1 -j {CHAIN}; }} && "
                   f"{{ iptables -C INPUT -j {CHAIN} 2>/dev/null || iptables -I INPUT 1 -j {CHAIN}; }}")
-        self.board.state.change(self.describe(), _REMOVE, lambda: run_root(self.board, script, "cutting the uplink"))
+        self.board.state.change(self.describe(), _REMOVE, lambda: self.board.run_root(script, "cutting the uplink"))
 
     def remove(self) -> None:
         self.board.state.revert(_REMOVE)
@@ -40,5 +40,5 @@ class LinkCut:
 
 def rules(board: Board) -> str:
     """Our iptables rules on the board now (filter and nat), empty when none: what teardown must leave."""
-    return run_root(board, f"iptables -S 2>/dev/null | grep {CHAIN}; iptables -t nat -S 2>/dev/null | grep {CHAIN}; "
+    return board.run_root(f"iptables -S 2>/dev/null | grep {CHAIN}; iptables -t nat -S 2>/dev/null | grep {CHAIN}; "
                            "true", "listing the uplink fault rules").strip()

@@ -11,7 +11,7 @@ import shlex
 
 from harness.board import Board
 from harness.errors import HarnessError
-from harness.faults.base import FaultUnavailable, require_tool, run_root
+from harness.faults.base import FaultUnavailable, require_tool
 from harness.faults.relay import LinkShape
 
 _DEVICE = "dev=$(ip route get {address} | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p' | head -n 1); [ -n \"$dev\" ] || exit 4"
@@ -45,7 +45,7 @@ class Netem:
                   f"match ip dport {self.port} 0xffff flowid 1:2")
         try:
             self.board.state.change(self.describe(), self._undo,
-                                    lambda: run_root(self.board, script, "shaping the uplink with netem"))
+                                    lambda: self.board.run_root(script, "shaping the uplink with netem"))
         except HarnessError as exc:
             self.board.state.revert(self._undo)
             if "unknown" in str(exc).lower():

@@ -6,7 +6,7 @@ configuration; its open connection is reset once so that it reconnects through t
 from __future__ import annotations
 
 from harness.board import Board
-from harness.faults.base import require_tool, run_root
+from harness.faults.base import require_tool
 from harness.faults.relay import LinkShape, TcpRelay
 
 CHAIN = "JETSON_HIL_RELAY"
@@ -46,7 +46,7 @@ class RelayedLink:
                   f"{{ iptables -C OUTPUT -j {CHAIN} 2>/dev/null || iptables -I OUTPUT 1 -j {CHAIN}; }}")
         try:
             self.board.state.change(self.describe(), _REMOVE,
-                                    lambda: run_root(self.board, script, "redirecting the uplink to the relay"))
+                                    lambda: self.board.run_root(script, "redirecting the uplink to the relay"))
         except BaseException:
             self.remove()
             raise

@@ -78,7 +78,7 @@ def load_run(path: Path, junit: Path | None = None) -> RunData:
     if junit is not None and junit.is_file():
         files.add(junit.resolve())
     for path in sorted(files):
-        suite = _read_junit(path)
+        suite = read_junit(path)
         board = suite.properties.get("board", "")
         if board or "" not in run.suites:
             run.suites[board] = suite
@@ -87,7 +87,8 @@ def load_run(path: Path, junit: Path | None = None) -> RunData:
     return run
 
 
-def _read_junit(path: Path) -> Suite:
+def read_junit(path: Path) -> Suite:
+    """A JUnit XML file's testsuite properties and each test's verdict (the first suite's properties win)."""
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
