@@ -39,8 +39,12 @@ class FileLeaseStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.shown = str(folder)
+        self._checked = False
 
     def _writable(self) -> None:
+        """Once per store: `acquire` polls `try_lease` every half second, the folder need not be probed each time."""
+        if self._checked:
+            return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             probe = self.folder / f".probe-{os.getpid()}"
@@ -49,6 +53,7 @@ class FileLeaseStore:
         except OSError as exc:
             raise LeaseError(f"lease folder {self.folder} is not writable ({exc.strerror}): set lease_dir in the lab "
                              f"inventory or ${LEASE_DIR_ENV} to a folder this user can write") from None
+        self._checked = True
 
     def try_lease(self, board: str, holder: Holder) -> FileLease | None:
         self._writable()
