@@ -42,6 +42,7 @@ _REPORTED = pytest.StashKey[bool]()
 _LEASED = pytest.StashKey[tuple[BoardEntry, contextlib.ExitStack]]()
 _NO_BOARD = pytest.StashKey[str]()
 _LOST = pytest.StashKey[str]()
+_LOST_PREFIX = "board lost mid-run"  # what every test of a lost board fails with
 _CONNECTED = pytest.StashKey[Board]()
 _RUN_NAME = pytest.StashKey[str]()
 
@@ -213,20 +214,25 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     """After a failure on a board, ask whether the board still answers (a new connection, a bounded wait):
-    one that does not is lost, and the session's remaining tests fail with that one reason."""
+    one that does not is lost, and the session's remaining tests fail with that one reason, fixture teardowns
+    that then fail to reach it included."""
     outcome = yield
     report = outcome.get_result()
     config = item.config
     board = config.stash.get(_CONNECTED, None)
-    if not report.failed or board is None or board_lost(config) is not None:
+    if not report.failed or board is None:
         return
-    reason = _unreachable(board)
-    if reason is not None:
+    reason = board_lost(config)
+    if reason is None:
+        reason = _unreachable(board)
+        if reason is None:
+            return
         config.stash[_LOST] = reason
         board.lost = reason
         _say(f"{board.name}: lost mid-run ({reason}); its remaining tests fail")
-        failed_with = report.longreprtext.strip().splitlines()[-1:] or ["?"]
-        report.longrepr = f"board lost mid-run: {reason} (the test then failed with: {failed_with[0][:300]})"
+    failed_with = report.longreprtext.strip().splitlines()[-1:] or ["?"]
+    if not failed_with[0].startswith(_LOST_PREFIX):
+        report.longrepr = f"{_LOST_PREFIX}: {reason} (the test then failed with: {failed_with[0][:300]})"
 
 
 def _unreachable(board: Board) -> str | None:
@@ -269,7 +275,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(f"no board for this worker: {no_board}")
     lost = board_lost(item.config)
     if lost and uses_board:
-        pytest.fail(f"board lost mid-run: {lost}", pytrace=False)
+        pytest.fail(f"{_LOST_PREFIX}: {lost}", pytrace=False)
     broken = item.config.stash.get(_BROKEN, None)
     if broken and "board" in getattr(item, "fixturenames", ()) and item.config.stash.get(_REPORTED, False):
         pytest.skip(f"board unavailable: {broken}")
