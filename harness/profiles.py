@@ -47,14 +47,62 @@ class TelemetryShape(_Strict):
     total_power: str = Field(description='rail name that is the board input, or "sum" for the sum of rails')
     rails: list[str] = Field(min_length=1)
     temperatures: list[str] = Field(min_length=1)
+    line: list[str] = Field(min_length=1, description="fields of a root tegrastats line in a real capture's order: "
+                            "RAM SWAP IRAM CPU EMC EMC% GR3D GR3D[] GR3D% TEMPS RAILS, or text printed as is")
+    user_line: list[str] = Field(min_length=1, description="the same for a normal user's line")
+
+
+class RailModel(_Strict):
+    idle_mw: float = Field(ge=0, description="what the rail reads on an idle real board")
+    loads: list[Literal["cpu", "gpu", "memory"]] = Field(default_factory=list, description="what else draws on it")
+
+
+class ThermalModel(_Strict):
+    c_per_w: float = Field(gt=0, description="steady temperature rise per watt above idle")
+    tau_s: float = Field(gt=0, description="time constant of the rise")
+    trip_c: float = Field(gt=0, description="temperature where the clocks throttle")
+    fixed: list[str] = Field(default_factory=list, description="sensors a real board reports as a constant")
+
+
+class BoardModel(_Strict):
+    """A virtual board's calibration (harness/virtual, boardmodel): each value cites a source in `sources` or says
+    why it is assumed in `assumptions`; the assumptions are listed on the board in /etc/jetson-hil/modeled."""
+
+    rails: dict[str, RailModel] = Field(min_length=1)
+    idle_temps_c: dict[str, float] = Field(min_length=1)
+    ram_total_mb: float = Field(gt=0)
+    ram_idle_mb: float = Field(ge=0)
+    swap_total_mb: float = Field(ge=0)
+    cpu_floor_mhz: float = Field(gt=0)
+    gpu_floor_mhz: float = Field(gt=0)
+    emc_mhz: tuple[float, float] = Field(description="memory clock floor and maximum")
+    cpu_core_w: float = Field(gt=0, description="one core's dynamic power at full load and the top clock")
+    gpu_w: float = Field(gt=0, description="the GPU's dynamic power at full load and the top clock")
+    memory_w: float = Field(gt=0, description="memory controller and DRAM power at full bandwidth")
+    thermal: ThermalModel
+    sources: dict[str, str] = Field(default_factory=dict)
+    assumptions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _every_value_accounted_for(self) -> BoardModel:
+        values = set(type(self).model_fields) - {"sources", "assumptions"}
+        cited, assumed = set(self.sources), set(self.assumptions)
+        if cited & assumed:
+            raise ValueError(f"both cited and assumed: {sorted(cited & assumed)}")
+        if unknown := (cited | assumed) - values:
+            raise ValueError(f"sources/assumptions name no value of the model: {sorted(unknown)}")
+        if missing := values - cited - assumed:
+            raise ValueError(f"neither cited in `sources` nor listed in `assumptions`: {sorted(missing)}")
+        return self
 
 
 class VirtualLimits(_Strict):
-    """What a virtual board of this profile gets from the host."""
+    """What a virtual board of this profile gets from the host, and the model it runs."""
 
     cpus: float = Field(gt=0)
     memory_mb: int = Field(gt=0)
     l4t: str = Field(pattern=r"^\d+\.\d+\.\d+$", description="L4T release the virtual board reports")
+    model: BoardModel
 
 
 class ThroughputFloor(_Strict):
@@ -105,6 +153,13 @@ class DeviceProfile(_Strict):
                                ("max_power_mode", self.max_power_mode)):
             if mode_id not in ids:
                 raise ValueError(f"{label}: {mode_id} is not one of the power_modes ids {ids}")
+        model = self.virtual.model
+        if list(model.rails) != self.telemetry.rails:
+            raise ValueError(f"virtual.model.rails {list(model.rails)} differ from telemetry.rails "
+                             f"{self.telemetry.rails} (same names, same order)")
+        if list(model.idle_temps_c) != self.telemetry.temperatures:
+            raise ValueError(f"virtual.model.idle_temps_c {list(model.idle_temps_c)} differ from "
+                             f"telemetry.temperatures {self.telemetry.temperatures} (same names, same order)")
         for mode in self.power_modes:
             if mode.online_cores > self.cpu_cores:
                 raise ValueError(f"power mode {mode.name}: online_cores {mode.online_cores} > cpu_cores")

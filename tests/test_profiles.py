@@ -149,8 +149,11 @@ BREAKAGES = {
     "mode with zero cores": (_replace(r"online_cores: 2,", "online_cores: 0,"), "online_cores"),
     "bad precision": (_replace(r"^precisions: \[fp32, fp16, int8\]", "precisions: [fp32, fp8]"),
                       "precisions"),
-    "bad virtual l4t": (_replace(r"^  l4t: 35.6.0", "  l4t: R35"), "virtual.l4t"),
-    "bad YAML indentation": (_replace(r"^  dialect: jp5", "    dialect: jp5"), "line"),
+    "bad virtual l4t": (_replace(r"^  l4t: 32.7.6", "  l4t: R35"), "virtual.l4t"),
+    "bad YAML indentation": (_replace(r"^  dialect: jp4", "    dialect: jp4"), "line"),
+    "model value with no source": (_replace(r"^      gpu_floor_mhz: .*$", ""), "neither cited in `sources`"),
+    "model rails not the telemetry rails": (_replace(r"^      VDD_SOC: ", "      VDD_SYS: "),
+                                            "differ from telemetry.rails"),
 }
 
 

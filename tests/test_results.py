@@ -194,10 +194,14 @@ def test_two_processes_append_to_one_file(tmp_path: Path) -> None:
 def test_modeled_file_as_the_board_image_writes_it() -> None:
     context = BoardContext.for_profile(get_profile("orin-nano"), base="jetson-hil/base:test")
     modeled = modeled_metrics(context.files["etc/jetson-hil/modeled"].decode())
-    assert modeled == {"power", "temperature", "gpu", "clocks"}
+    assert modeled == {"power", "temperature", "gpu", "clocks", "memory"}
     for metric in ("power_mean", "power_max", "energy", "energy_per_frame", "fps_per_w", "temperature_peak",
-                   "throttled", "gpu_util"):
+                   "throttled", "gpu_util", "ram_used"):
         assert source_of(metric, modeled) == "modeled", metric
+    # and it says what of the model is assumed: every assumption of the profile, one comment line each
+    text = context.files["etc/jetson-hil/modeled"].decode()
+    for name in get_profile("orin-nano").virtual.model.assumptions:
+        assert f"# assumption: {name}: " in text
     for metric in ("fps", "latency_p99", "telemetry_samples", "boot_time", "powerup_time"):
         assert source_of(metric, modeled) == "measured", metric
 

@@ -38,7 +38,7 @@ def sample(name: str) -> TegrastatsSample:
 
 
 def test_every_capture_is_present() -> None:
-    assert len(CAPTURES) >= 14
+    assert len(CAPTURES) >= 17
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.stem)
@@ -85,7 +85,8 @@ def test_tx2_total_is_vdd_in() -> None:
     s = sample("tx2-root.txt")
     assert s.total_power_mw() == 1383.0
     assert s.total_power_mw("VDD_IN") == 1383.0
-    assert s.engines == {"APE": 150.0, "MTS_FG": 0.0, "MTS_BG": 0.0}
+    assert s.engines == {"APE": 150.0}
+    assert s.engine_load_pct == {"MTS_FG": 0.0, "MTS_BG": 0.0}
     assert s.swap_used_mb is None
 
 
@@ -110,6 +111,41 @@ def test_agx_orin_jp5_root_sums_rails_skipping_nc() -> None:
     assert s.engines == {"NVJPG1": 729.0, "VIC_FREQ": 115.0, "APE": 233.0}
     assert s.extra == {"GR3D2_FREQ": "99%@0"}
     assert (s.gpu_util_pct, s.gpu_freq_mhz) == (31.0, 0.0)
+
+
+def test_agx_orin_jp6_engines_print_load_at_clock() -> None:
+    s = sample("agx-orin-r36.4.4-root.txt")
+    assert s.engines["NVENC"] == 166.0 and s.engine_load_pct["NVENC"] == 79.0
+    assert s.engines["VIC"] == 115.0 and s.engine_load_pct["VIC"] == 36.0
+    assert s.engines["APE"] == 174.0 and "APE" not in s.engine_load_pct  # a clock only
+    assert {name for name, freq in s.engines.items() if freq is None} == {
+        "NVDEC", "NVJPG", "NVJPG1", "OFA", "NVDLA0", "NVDLA1", "PVA0_FREQ"}
+    assert s.extra == {}
+    assert (s.gpu_util_pct, s.gpu_freq_mhz) == (0.0, 0.0)
+    assert s.total_power_mw() == 2412.0 + 1607.0 + 4707.0
+
+
+def test_xavier_nx_vic_load_is_an_engine_and_mts_a_load() -> None:
+    s = sample("xavier-nx-jp4-root.txt")
+    assert (s.engines["VIC_FREQ"], s.engine_load_pct["VIC_FREQ"]) == (115.0, 0.0)
+    assert s.engine_load_pct["MTS_BG"] == 3.0
+    assert s.rails[0] == Rail("VDD_IN", 3528.0, 3569.0, None) and s.total_power_mw() == 3528.0
+    assert [core.freq_mhz for core in s.cpus][-1] == 1344.0
+    user = sample("xavier-nx-jp4-user.txt")
+    assert user.rails == () and user.gpu_freq_mhz is None and user.ram_total_mb == 7774.0
+
+
+def test_rows_carry_rail_averages_maxima_and_engines() -> None:
+    row = to_row(sample("agx-orin-jp7.2-root.txt"))
+    assert (row["rail_VDD_CPU_CV_mw"], row["rail_VDD_CPU_CV_avg_mw"], row["rail_VDD_CPU_CV_max_mw"]) == (
+        3268.0, 3268.0, 3268.0)
+    nx = to_row(sample("xavier-nx-jp4-root.txt"))
+    assert (nx["rail_VDD_IN_mw"], nx["rail_VDD_IN_avg_mw"]) == (3528.0, 3569.0) and "rail_VDD_IN_max_mw" not in nx
+    orin = to_row(sample("agx-orin-r36.4.4-root.txt"))
+    assert (orin["engine_NVENC_mhz"], orin["engine_NVENC_load_pct"], orin["engine_NVDEC_mhz"]) == (166.0, 79.0, None)
+    record = to_record(sample("xavier-nx-jp4-root.txt"))
+    assert record["rails_avg_mw"] == {"VDD_IN": 3569.0, "VDD_CPU_GPU_CV": 426.0, "VDD_SOC": 1115.0}
+    assert record["rails_max_mw"] == {} and record["engine_load_pct"]["MTS_BG"] == 3.0
 
 
 def test_agx_orin_jp7_three_value_rails_gpc_array_and_temp_max() -> None:

@@ -75,8 +75,7 @@ def devices(lab: LabOption = None,
         held = store.holder(entry.name)
         quarantine = store.quarantined(entry.name)
         boards.add_row(entry.name, entry.profile, where, ",".join(entry.tags), reachable,
-                       f"pid {held.pid} on {held.host}" if held else "free",
-                       f"{quarantine.reason} (since {quarantine.since})" if quarantine else "")
+                       held.describe() if held else "free", quarantine.describe() if quarantine else "")
     out.print(boards)
 
 

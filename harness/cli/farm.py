@@ -3,6 +3,7 @@ the lab's lease store (shared by all its controllers when it is PostgreSQL)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from enum import Enum
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from harness.cli.devices import LabOption
 from harness.lab import load_inventory
+from harness.lease.store import Holder, Quarantine
 
 app = typer.Typer(help="The lab's boards as a farm: health, leases, quarantine, last runs.", no_args_is_help=True)
 out = Console(markup=False, highlight=False, soft_wrap=True)
@@ -35,8 +37,7 @@ def board_states(lab: str | None) -> list[dict[str, Any]]:
         states.append({
             "board": entry.name, "profile": entry.profile, "tags": entry.tags, "health": health,
             "holder": held.as_dict() if held else None,
-            "quarantine": None if quarantine is None else {"reason": quarantine.reason, "since": quarantine.since,
-                                                           "recheck_at": quarantine.recheck_at},
+            "quarantine": None if quarantine is None else dataclasses.asdict(quarantine),
             "last_run": {"run": record.last_run, "at": record.at, "outcome": record.outcome,
                          "infra_failures_in_a_row": record.infra_failures} if record.at else None,
         })
@@ -55,7 +56,7 @@ def status(lab: LabOption = None,
     for state in states:
         held, quarantine, last = state["holder"], state["quarantine"], state["last_run"]
         table.add_row(state["board"], state["profile"], state["health"],
-                      f"pid {held['pid']} on {held['host']} ({held['purpose'] or '-'})" if held else "free",
-                      f"{quarantine['reason']} (since {quarantine['since']})" if quarantine else "",
+                      Holder.of(held).describe() if held else "free",
+                      Quarantine(**quarantine).describe() if quarantine else "",
                       f"{last['run']} {last['at']}: {last['outcome']}" if last else "")
     out.print(table)

@@ -45,6 +45,9 @@ class Quarantine:
     since: str
     recheck_at: str | None = None
 
+    def describe(self) -> str:
+        return f"{self.reason} (since {self.since})"
+
     def due(self) -> bool:
         """Its re-check time has come: the next lease health-checks it instead of skipping it."""
         return self.recheck_at is not None and dt.datetime.fromisoformat(self.recheck_at) <= dt.datetime.now(

@@ -25,6 +25,7 @@ CATEGORY_METRICS: dict[str, tuple[str, ...]] = {
     "temperature": ("temperature",),
     "clocks": ("clock", "throttled"),
     "gpu": ("gpu",),
+    "memory": ("ram", "swap", "memory"),
 }
 
 

@@ -56,7 +56,7 @@ _RAIL_RE = re.compile(
 )
 _ENGINE_RE = re.compile(
     r"(?P<name>(?:APE|NVENC[0-9]*|NVDEC[0-9]*|NVJPG[0-9]*|VIC[0-9]*|MSENC|OFA|NVDLA[0-9]*|PVA[0-9]*|SE)"
-    r"(?:_FREQ)?) (?P<value>[0-9]+|off)" + _END
+    rf"(?:_FREQ)?) (?P<value>(?:(?P<util>{_NUM})%@)?(?P<freq>[0-9]+)|off)" + _END
 )
 
 
@@ -99,7 +99,10 @@ class TegrastatsSample:
     emc_freq_mhz: float | None = None
     temps_c: dict[str, float] = field(default_factory=dict)
     rails: tuple[Rail, ...] = ()
+    #: engine clock in MHz by name as printed (APE, NVENC, VIC_FREQ ...); None when the engine is off
     engines: dict[str, float | None] = field(default_factory=dict)
+    #: engine load in % where the board prints one (JetPack 6 `NVENC 79%@166`; MTS fg/bg)
+    engine_load_pct: dict[str, float] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
     #: why this line is not (wholly) a measurement: no tegrastats field in it, or impossible values dropped
     problems: tuple[str, ...] = ()
@@ -117,9 +120,14 @@ class TegrastatsSample:
         return sum(1 for core in self.cpus if core.online)
 
     @property
+    def connected_rails(self) -> tuple[Rail, ...]:
+        """The rails that measure something (the `NC` channels do not)."""
+        return tuple(rail for rail in self.rails if rail.name != NOT_CONNECTED)
+
+    @property
     def rails_mw(self) -> dict[str, float]:
-        """Current power per connected rail (the `NC` channels measure nothing)."""
-        return {rail.name: rail.cur_mw for rail in self.rails if rail.name != NOT_CONNECTED}
+        """Current power per connected rail."""
+        return {rail.name: rail.cur_mw for rail in self.connected_rails}
 
     def total_power_mw(self, rule: str = "auto") -> float | None:
         """Board power by `rule`: a rail name, "sum" of all rails, or "auto" (input rail, else sum). For a
@@ -153,6 +161,7 @@ class _Fields:
     temps_c: dict[str, float] = field(default_factory=dict)
     rails: list[Rail] = field(default_factory=list)
     engines: dict[str, float | None] = field(default_factory=dict)
+    engine_load_pct: dict[str, float] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     def keep(self, key: str, text: str) -> None:
@@ -192,8 +201,8 @@ def _on_cpu(m: re.Match[str], acc: _Fields) -> None:
 
 
 def _on_mts(m: re.Match[str], acc: _Fields) -> None:
-    acc.engines["MTS_FG"] = float(m["fg"])
-    acc.engines["MTS_BG"] = float(m["bg"])
+    acc.engine_load_pct["MTS_FG"] = float(m["fg"])
+    acc.engine_load_pct["MTS_BG"] = float(m["bg"])
 
 
 def _on_load(m: re.Match[str], acc: _Fields) -> None:
@@ -223,7 +232,10 @@ def _on_rail(m: re.Match[str], acc: _Fields) -> None:
 
 
 def _on_engine(m: re.Match[str], acc: _Fields) -> None:
-    acc.engines[m["name"]] = None if m["value"] == "off" else float(m["value"])
+    """`APE 174`, `NVENC off`, and JetPack 6's `NVENC 79%@166` (load at clock)."""
+    acc.engines[m["name"]] = None if m["value"] == "off" else float(m["freq"])
+    if m["util"]:
+        acc.engine_load_pct[m["name"]] = float(m["util"])
 
 
 _Handler = Callable[[re.Match[str], _Fields], None]
@@ -231,9 +243,9 @@ _FIELDS: tuple[tuple[re.Pattern[str], _Handler], ...] = (
     (_MEMORY_RE, _on_memory),
     (_CPU_RE, _on_cpu),
     (_MTS_RE, _on_mts),
+    (_ENGINE_RE, _on_engine),  # before the _FREQ loads: `VIC_FREQ 0%@115` is an engine, not the GPU
     (_LOAD_RE, _on_load),
     (_TEMP_RE, _on_temp),
-    (_ENGINE_RE, _on_engine),
     (_RAIL_RE, _on_rail),
 )
 
@@ -294,6 +306,7 @@ def parse_line(line: str) -> TegrastatsSample:
         temps_c=acc.temps_c,
         rails=tuple(acc.rails),
         engines=acc.engines,
+        engine_load_pct=acc.engine_load_pct,
         extra=acc.extra,
         **acc.values,
     )
@@ -367,7 +380,14 @@ def to_row(sample: TegrastatsSample, rule: str = "auto", *, index: int | None = 
     row["cpu_load_mean_pct"] = _mean(core.load_pct for core in sample.cpus if core.online)
     row.update({key: getattr(sample, key) for key in _ROW_SCALARS})
     row.update({f"temp_{name}_c": value for name, value in sample.temps_c.items()})
-    row.update({f"rail_{name}_mw": value for name, value in sample.rails_mw.items()})
+    for rail in sample.connected_rails:  # current, the board's running average, and JetPack 7's maximum
+        row[f"rail_{rail.name}_mw"] = rail.cur_mw
+        row[f"rail_{rail.name}_avg_mw"] = rail.avg_mw
+        if rail.max_mw is not None:
+            row[f"rail_{rail.name}_max_mw"] = rail.max_mw
+    for name, freq in sample.engines.items():
+        row[f"engine_{name}_mhz"] = freq
+    row.update({f"engine_{name}_load_pct": value for name, value in sample.engine_load_pct.items()})
     row["total_power_mw"] = sample.total_power_mw(rule)
     return row
 
@@ -390,6 +410,9 @@ def to_record(sample: TegrastatsSample, rule: str = "auto") -> dict[str, Any]:
         "swap_total_mb": sample.swap_total_mb,
         "temps_c": dict(sample.temps_c),
         "rails_mw": sample.rails_mw,
+        "rails_avg_mw": {rail.name: rail.avg_mw for rail in sample.connected_rails},
+        "rails_max_mw": {rail.name: rail.max_mw for rail in sample.connected_rails if rail.max_mw is not None},
         "engines": dict(sample.engines),
+        "engine_load_pct": dict(sample.engine_load_pct),
         "extra": dict(sample.extra),
     }

@@ -23,19 +23,28 @@ from harness.errors import HarnessError
 
 @dataclass(frozen=True)
 class Received:
-    """One delivery: host arrival time (epoch s), the message's run id and seq (None when unreadable)."""
+    """One delivery: host arrival time (epoch s), the message's run id and seq (None when unreadable), whether
+    the broker resent it (DUP), and the topic and decoded message (None when it is not JSON)."""
 
     at: float
     run_id: str | None
     seq: int | None
     redelivered: bool = False
+    topic: str = ""
+    message: Any = None
 
 
-def _identify(payload: bytes) -> tuple[str | None, int | None]:
+def _decode(payload: bytes) -> Any:
     try:
-        message = json.loads(payload)
+        return json.loads(payload)
+    except ValueError:
+        return None
+
+
+def _identify(message: Any) -> tuple[str | None, int | None]:
+    try:
         return str(message["run_id"]), int(message["seq"])
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return None, None
 
 
@@ -78,9 +87,10 @@ class Collector:
         client.subscribe(self.topic, qos=1)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        run_id, seq = _identify(message.payload)
+        decoded = _decode(message.payload)
+        run_id, seq = _identify(decoded)
         with self._lock:
-            self._received.append(Received(time.time(), run_id, seq, bool(message.dup)))
+            self._received.append(Received(time.time(), run_id, seq, bool(message.dup), message.topic, decoded))
 
     def received(self) -> list[Received]:
         """Everything delivered so far, in arrival order."""

@@ -17,11 +17,11 @@ BASE_PACKAGES = ("openssh-server", "python3", "python3-venv", "iptables", "iprou
 BASE_REPOSITORY = "jetson-hil/base"
 BOARD_REPOSITORY = "jetson-hil/board"
 TOOLS = {"/usr/sbin/nvpmodel": "nvpmodel", "/usr/bin/jetson_clocks": "jetson_clocks",
-         "/usr/bin/tegrastats": "tegrastats", "/sbin/reboot": "reboot"}
-# Memory-controller max clock per SoC (MHz), for the emulated EMC line (NVIDIA module data sheets).
-EMC_MAX_MHZ = {"tegra210": 1600, "tegra186": 1866, "tegra194": 1866, "tegra234": 3199}
+         "/usr/bin/tegrastats": "tegrastats", "/sbin/reboot": "reboot", "/usr/bin/jetson-model": "jetson-model"}
 # What a virtual board models instead of measuring; the harness records these as source=modeled.
-MODELED = ("power", "temperature", "gpu", "clocks")
+MODELED = ("power", "temperature", "gpu", "clocks", "memory")
+# The processes whose work a real board does on its GPU: the detection module (`python -m module ...`).
+GPU_STAND_IN = [["-m", "module"]]
 
 
 def digest(*parts: bytes) -> str:
@@ -38,17 +38,20 @@ def base_tag() -> str:
 
 
 def board_spec(profile: DeviceProfile) -> dict:
-    """The profile as the emulators read it, plus the few modeling constants they need."""
+    """The profile as the board model reads it: its calibration under `model`."""
     spec = profile.model_dump(mode="json")
-    budgets = [m.budget_w for m in profile.power_modes if m.budget_w]
-    spec.update(
-        cpu_min_mhz=round(min(m.cpu_max_mhz for m in profile.power_modes) * 0.3),
-        gpu_min_mhz=round(min(m.gpu_max_mhz for m in profile.power_modes) * 0.25),
-        emc_max_mhz=EMC_MAX_MHZ.get(profile.soc, 1600),
-        max_budget_w=max(budgets) * 1.25 if budgets else 15.0,
-        idle_power_w=round(min(budgets) * 0.2, 2) if budgets else 2.0,
-    )
+    spec["model"] = {**spec["virtual"].pop("model"), "gpu_stand_in": GPU_STAND_IN}
     return spec
+
+
+def modeled_file(profile: DeviceProfile) -> str:
+    """/etc/jetson-hil/modeled: the categories the board models, then what of its model is assumed, and why."""
+    model = profile.virtual.model
+    lines = [*MODELED, "# what of this board's model is assumed rather than taken from a real board:"]
+    lines += [f"# assumption: {name}: {why}" for name, why in model.assumptions.items()]
+    lines += ["# assumption: the GPU: the detection module's processes stand in for its work (their CPU time is "
+              "GPU load)", "# assumption: an emulated core does what one host CPU does"]
+    return "\n".join(lines) + "\n"
 
 
 def nv_tegra_release(profile: DeviceProfile) -> str:
@@ -88,7 +91,7 @@ class BoardContext:
             "etc/nv_tegra_release": nv_tegra_release(profile).encode(),
             "etc/nvpmodel.conf": nvpmodel_conf(profile).encode(),
             "etc/jetson-hil/board.json": json.dumps(board_spec(profile), indent=1).encode(),
-            "etc/jetson-hil/modeled": ("\n".join(MODELED) + "\n").encode(),
+            "etc/jetson-hil/modeled": modeled_file(profile).encode(),
             "usr/lib/jetson-hil/devicetree/model": profile.device_tree_model.encode() + b"\0",
             "usr/lib/jetson-hil/devicetree/compatible": b"".join(c.encode() + b"\0" for c in profile.compatible),
             "etc/ssh/sshd_config.d/jetson-hil.conf": (

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 
 from harness.uplink.broker import MOSQUITTO
 from harness.uplink.broker import HostBroker as Mosquitto
+from harness.uplink.collector import Collector
 from tests.ci import unavailable
 from tests.sshd import wait_until
 
@@ -36,48 +36,28 @@ MAX_INFLIGHT = 100  # MqttSink's default window: the most a reconnect or a resta
 pytestmark = pytest.mark.mqtt
 
 
-class Subscriber:
-    """QoS 1 subscriber with a persistent session; collects every message it gets, duplicates included."""
+class Subscriber(Collector):
+    """The harness's own collector (QoS 1, persistent session, duplicates kept) on the test broker, read the way
+    these tests read it."""
 
     def __init__(self, broker: Mosquitto, topic: str) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        super().__init__("127.0.0.1", broker.port, topic)
 
-        self.topic = topic
-        self.messages: list[dict[str, Any]] = []
-        self.topics: list[str] = []  # of each message, in the same order
-        self.redelivered = 0  # copies the broker itself resent (DUP flag): its own QoS 1 leg to this subscriber
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"test-sub-{uuid.uuid4().hex[:8]}", clean_session=False
-        )
-        self._client.reconnect_delay_set(min_delay=1, max_delay=1)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = lambda *args: self._subscribed.set()
-        self._client.on_message = self._on_message
-        self._client.connect_async("127.0.0.1", broker.port, keepalive=30)
-        self._client.loop_start()
-        if not self._subscribed.wait(10):
-            raise RuntimeError("subscriber did not get its SUBACK within 10s")
+    @property
+    def messages(self) -> list[Any]:
+        return [r.message for r in self.received()]
 
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if not reason.is_failure:
-            client.subscribe(self.topic, qos=1)
+    @property
+    def topics(self) -> list[str]:
+        return [r.topic for r in self.received()]
 
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        with self._lock:
-            self.messages.append(json.loads(message.payload))
-            self.topics.append(message.topic)
-            self.redelivered += int(message.dup)
+    @property
+    def redelivered(self) -> int:
+        """Copies the broker itself resent (DUP flag): its own QoS 1 leg to this subscriber."""
+        return sum(r.redelivered for r in self.received())
 
     def seqs(self) -> list[int]:
-        with self._lock:
-            return [int(m["seq"]) for m in self.messages]
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        return [int(m["seq"]) for m in self.messages]
 
 
 @pytest.fixture
