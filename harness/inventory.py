@@ -61,6 +61,17 @@ class BoardEntry(_Strict):
     transport: TransportConfig
     power_cycle: str | None = Field(default=None, description="shell command run on the harness host")
     uplink: UplinkConfig | None = None
+    #: how the suites deploy the module to this board (harness.deploy.methods); `--deploy` overrides it
+    deploy: str | None = None
+
+    @field_validator("deploy")
+    @classmethod
+    def _known_method(cls, value: str | None) -> str | None:
+        from harness.deploy.methods import DEPLOYERS  # the deployers import the board layer, not the inventory
+
+        if value is not None and value not in DEPLOYERS:
+            raise ValueError(f"unknown deploy method {value!r}; choose from {', '.join(DEPLOYERS)}")
+        return value
 
 
 class Lab(_Strict):

@@ -19,8 +19,9 @@ import pytest
 
 from harness.board import Board
 from harness.board.guard import PowerGuard
-from harness.deploy import ModuleHandle, NativeDeployer, ServiceSpec
+from harness.deploy import ModuleHandle, ServiceSpec
 from harness.deploy.bundle import MODULE_DIR, module_bundle
+from harness.deploy.methods import DEFAULT_METHOD, DEPLOYERS, deployer_for
 from harness.errors import ConfigError, HarnessError
 from harness.gates import BaselineGate, GatePolicy, load_policy, resolve_baseline
 from harness.gates.baseline import results_file
@@ -58,6 +59,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(the newest run of the same board in --report-dir)")
     group.addoption("--regression-config", type=Path, default=SUITES / "regression.yaml", metavar="YAML",
                     help="per-metric thresholds of the baseline gate (default: suites/regression.yaml)")
+    group.addoption("--deploy", default=None, choices=sorted(DEPLOYERS),
+                    help="how the module goes to the board: native (over SSH, a venv and a service) or docker "
+                         "(an image on the board's engine) (default: the board's `deploy:` in lab.yaml, else "
+                         f"{DEFAULT_METHOD})")
     group.addoption("--module", type=Path, default=MODULE_DIR, metavar="DIR",
                     help="the module folder to deploy, e.g. a candidate build (default: the installed module/)")
     group.addoption("--fixtures-dir", type=Path, default=FixtureSet().root, metavar="DIR",
@@ -306,12 +311,20 @@ def fixture_set(request: pytest.FixtureRequest) -> FixtureSet:
 
 
 @pytest.fixture(scope="session")
-def deployed(board: Board, module_dir: Path, record_testsuite_property) -> Iterator[ModuleHandle]:
-    """The module deployed natively and running; stopped at the end of the session."""
+def deploy_method(request: pytest.FixtureRequest) -> str:
+    """--deploy, else the leased board's `deploy:` in lab.yaml, else the default."""
+    entry = leased_entry(request.config)
+    return request.config.getoption("--deploy") or (entry.deploy if entry else None) or DEFAULT_METHOD
+
+
+@pytest.fixture(scope="session")
+def deployed(board: Board, module_dir: Path, deploy_method: str, record_testsuite_property) -> Iterator[ModuleHandle]:
+    """The module deployed (by the session's deploy method) and running; stopped at the end of the session."""
+    record_testsuite_property("deploy_method", deploy_method)
     try:
-        handle = NativeDeployer(board, module_dir).deploy(ServiceSpec())
+        handle = deployer_for(deploy_method, board, module_dir).deploy(ServiceSpec())
     except HarnessError as exc:
-        pytest.fail(f"deploying the module to {board.name} failed: {exc}", pytrace=False)
+        pytest.fail(f"deploying the module to {board.name} ({deploy_method}) failed: {exc}", pytrace=False)
     info = handle.api("/info")
     record_testsuite_property("model_sha256", info["model_sha256"])
     record_testsuite_property("module_backend", f"{info['backend']} ({info['device']})")

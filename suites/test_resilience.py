@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from harness.board import Board
-from harness.deploy import ModuleHandle, NativeDeployer, ServiceSpec
+from harness.deploy import ModuleHandle, ServiceSpec
+from harness.deploy.methods import Deployer, deployer_for
 from harness.errors import HarnessError
 from harness.faults import DegradedLink, Fault, LinkCut
 from harness.faults.link_cut import rules
@@ -46,9 +47,9 @@ OUTBOX_BYTES_PER_MESSAGE, WAL_BYTES = 4096, 8 * 1024 * 1024
 class Uplinked:
     """The module publishing to the uplink, the harness subscribed, and a way to run a case on them."""
 
-    def __init__(self, board: Board, module_dir: Path, endpoint: UplinkEndpoint, collector: Collector,
+    def __init__(self, board: Board, deployer: Deployer, endpoint: UplinkEndpoint, collector: Collector,
                  run_dir: Path, say: Callable[[str], None]) -> None:
-        self.board, self.module_dir, self.endpoint, self.collector = board, module_dir, endpoint, collector
+        self.board, self.deployer, self.endpoint, self.collector = board, deployer, endpoint, collector
         self.run_dir, self.say = run_dir, say
         self.outbox_max = OUTBOX_MAX
         self.handle = self.deploy(OUTBOX_MAX)
@@ -59,7 +60,7 @@ class Uplinked:
     def deploy(self, outbox_max: int) -> ModuleHandle:
         """The module with this outbox bound (a no-op when it already runs so)."""
         self.outbox_max = outbox_max
-        self.handle = NativeDeployer(self.board, self.module_dir).deploy(self.spec(outbox_max))
+        self.handle = self.deployer.deploy(self.spec(outbox_max))
         return self.handle
 
     def cut(self) -> LinkCut:
@@ -102,7 +103,7 @@ def _board_picture(board: Board, handle: ModuleHandle) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def uplink_setup(request: pytest.FixtureRequest, board: Board, deployed: ModuleHandle, module_dir: Path,
-                 run_dir: Path, record_testsuite_property) -> Iterator[Uplinked | str]:
+                 deploy_method: str, run_dir: Path, record_testsuite_property) -> Iterator[Uplinked | str]:
     """The uplink and the module on it for this file; the reason as a string when it cannot be had (reported
     once by the first test, the others skip). On the way out the module runs again as the other suites use it,
     and the board's fault rules, qdiscs and module state must be as they were."""
@@ -118,8 +119,9 @@ def uplink_setup(request: pytest.FixtureRequest, board: Board, deployed: ModuleH
         record_testsuite_property("uplink", endpoint.describe())
         collector = Collector(*endpoint.local, endpoint.topic)
         stack.callback(collector.close)
-        stack.callback(NativeDeployer(board, module_dir).deploy, ServiceSpec())
-        uplinked = Uplinked(board, module_dir, endpoint, collector, run_dir, say)
+        deployer = deployer_for(deploy_method, board, module_dir)  # the session's method
+        stack.callback(deployer.deploy, ServiceSpec())
+        uplinked = Uplinked(board, deployer, endpoint, collector, run_dir, say)
     except HarnessError as exc:
         stack.close()
         yield str(exc)

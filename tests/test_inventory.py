@@ -61,6 +61,13 @@ def test_unknown_selector_lists_what_exists(lab_file: Path) -> None:
         lab.select("tag:weekly", all_profiles())
 
 
+def test_a_board_names_how_the_suites_deploy_to_it(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.replace("tags: [nightly]\n", "tags: [nightly]\n    deploy: docker\n"))
+    lab = load_lab(path, all_profiles())
+    assert [b.deploy for b in lab.boards] == [None, "docker", None]
+
+
 @pytest.mark.parametrize(("broken", "field"), [
     (LAB.replace("profile: xavier-nx\n    tags: [nightly, jp5]", "profile: xavier-nz\n    tags: [nightly, jp5]"),
      "boards.0.profile"),
@@ -69,6 +76,7 @@ def test_unknown_selector_lists_what_exists(lab_file: Path) -> None:
     (LAB.replace("name: xnx-02", "name: xnx-01"), "boards.1.name"),
     (LAB.replace("tags: [nightly]\n", "tagz: [nightly]\n"), "boards.1.tagz"),
     (LAB.replace("  - name: self", " - name: self"), "line"),
+    (LAB.replace("tags: [nightly]\n", "tags: [nightly]\n    deploy: ftp\n"), "boards.1.deploy"),
 ])
 def test_broken_lab_is_one_line_naming_file_and_field(tmp_path: Path, broken: str, field: str) -> None:
     path = tmp_path / "lab.yaml"

@@ -81,6 +81,19 @@ def test_a_letterbox_one_pixel_off_fails_correctness(board_name: str, tmp_path: 
     assert "golden detections not reproduced" in done.stdout and "best IoU" in done.stdout
 
 
+def test_deploy_docker_reaches_the_docker_deployer(board_name: str, tmp_path: Path) -> None:
+    """`--deploy docker` deploys through the board's Docker engine: a virtual board has none, so the session's
+    tests fail with the deployer's one line instead of deploying natively behind the user's back."""
+    done, junit = suites(tmp_path, "docker", "--deploy", "docker", "-k", "health_endpoint",
+                         tests="suites/test_correctness.py")
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert outcomes(junit) == {"test_health_endpoint_reports_a_running_pipeline": "error"}
+    assert f"deploying the module to {board_name} (docker) failed: cannot reach the Docker engine at ssh://" \
+        in done.stdout, done.stdout[-3000:]
+    properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
+    assert properties["deploy_method"] == "docker"
+
+
 def test_a_model_retrained_worse_fails_the_model_card_floor(board_name: str, tmp_path: Path) -> None:
     worse = worse_model(tmp_path / "worse.onnx")
     fixtures = Path(shutil.copytree(FixtureSet().root, tmp_path / "fixtures"))

@@ -1,4 +1,4 @@
-"""Deploy the reference module to a board and get a handle on it (native over SSH; docker next)."""
+"""Deploy the reference module to a board and get a handle on it: native over SSH or a Docker image (methods)."""
 
 from .docker import DockerDeployer, DockerModuleHandle, ImageRecipe, deploy_docker
 from .handle import DeployReport, ModuleHandle
