@@ -1,0 +1,1 @@
+"""Deploying the module through Azure IoT Hub / IoT Edge: the deployment manifest first."""
