@@ -19,6 +19,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.profiles import get_profile
 from harness.results.modeled import MODELED_FILE, read_modeled
 from harness.telemetry.tegrastats import parse_line
+from tests.sshd import wait_until
 
 pytestmark = pytest.mark.virtual
 
@@ -124,6 +125,23 @@ def test_put_get_roundtrip(virtual_board: Board, tmp_path: Path) -> None:
     virtual_board.transport.put(tmp_path / "up.bin", "/tmp/up.bin")
     virtual_board.transport.get("/tmp/up.bin", tmp_path / "down.bin")
     assert (tmp_path / "down.bin").read_bytes() == payload
+
+
+def test_a_killed_board_model_comes_back_and_tegrastats_carries_on(virtual_board: Board) -> None:
+    """The model daemon is the board's hardware: kill -9 it and it is back within a second or two, and a running
+    tegrastats keeps printing across the restart (a model gone for good stops it with a line saying so)."""
+    run = virtual_board.transport.run
+    daemon = "pgrep -f '^/usr/bin/python3 /usr/bin/jetson-model$'"
+    before = run(daemon, timeout=10).check().stdout.split()
+    with virtual_board.transport.stream("tegrastats --interval 250", timeout=30) as stream:
+        lines = stream.lines()
+        next(lines)
+        run(f"kill -9 {' '.join(before)}", timeout=10).check()
+        after_kill = [next(lines) for _ in range(12)]  # 3 s of samples across the restart
+    assert all(parse_line(line).rails for line in after_kill)
+    wait_until(lambda: run(daemon, timeout=10).ok, 10, "the board model back after kill -9")
+    after = run(daemon, timeout=10).check().stdout.split()
+    assert after and not set(after) & set(before)
 
 
 def test_reboot_keeps_files_and_mode(virtual_board: Board, restore_mode: None) -> None:
