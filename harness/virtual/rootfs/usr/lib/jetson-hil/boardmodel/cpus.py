@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 
 from .spec import RUN_DIR, read
 
@@ -37,12 +38,12 @@ def pin(tids: list[int], cpus: set[int]) -> None:
             continue  # exited meanwhile
 
 
-def all_tids() -> list[int]:
-    tids = []
+def threads() -> Iterator[tuple[int, int]]:
+    """(pid, tid) of every thread in the board's PID namespace."""
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
-                tids += [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+                tids = os.listdir(f"/proc/{pid}/task")
             except OSError:
-                continue
-    return tids
+                continue  # exited meanwhile
+            yield from ((int(pid), int(tid)) for tid in tids)

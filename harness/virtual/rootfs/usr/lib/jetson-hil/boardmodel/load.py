@@ -16,26 +16,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .cpus import threads
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _thread_times() -> dict[tuple[int, int], float]:
     """CPU seconds (user + system) of every thread in the board's PID namespace, by (pid, tid)."""
     times = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid, tid in threads():
         try:
-            tids = os.listdir(f"/proc/{pid}/task")
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
         except OSError:
             continue  # exited meanwhile
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                    fields = f.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            times[(int(pid), int(tid))] = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        times[(pid, tid)] = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
     return times
 
 

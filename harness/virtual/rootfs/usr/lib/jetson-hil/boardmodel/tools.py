@@ -10,7 +10,7 @@ import time
 
 from . import daemon
 from . import spec as board_spec
-from .cpus import all_tids, host_cpus_for, pin
+from .cpus import host_cpus_for, pin, threads
 from .lines import RailAverages, line
 from .spec import board, clocks_locked, mode, read, set_clocks_locked, write
 from .thermal import THROTTLE_FACTOR
@@ -27,7 +27,7 @@ def require_root(tool: str) -> None:
 
 def apply_affinity(spec: dict) -> None:
     """Pin every thread of the board to the host CPUs its power mode leaves online."""
-    pin(all_tids(), host_cpus_for(spec, mode(spec)["online_cores"]))
+    pin([tid for _, tid in threads()], host_cpus_for(spec, mode(spec)["online_cores"]))
 
 
 def nvpmodel_main(argv: list[str]) -> int:
