@@ -12,6 +12,7 @@ total, as the mode's clock and core limits do on a real board.
 from __future__ import annotations
 
 from .clocks import Clocks
+from .spec import hardware_max
 
 ACTIVITY_FLOOR = 0.05  # assumption: share of full switching an idle but clocked unit keeps
 REGULATOR_EFFICIENCY = 0.85  # assumption: input rail = sub-rails / efficiency
@@ -39,8 +40,7 @@ def _idle_mw(calibration: dict, spec: dict, mode: dict, rail: str) -> float:
 def rails_mw(spec: dict, mode: dict, cpu_loads: list[float], gpu_load: float, clocks: Clocks) -> dict[str, float]:
     """Every rail of the profile, in the order tegrastats prints them."""
     calibration = spec["model"]
-    spec_max = {"cpu": max(m["cpu_max_mhz"] for m in spec["power_modes"]),
-                "gpu": max(m["gpu_max_mhz"] for m in spec["power_modes"])}
+    spec_max = {"cpu": hardware_max(spec, "cpu_max_mhz"), "gpu": hardware_max(spec, "gpu_max_mhz")}
     dynamic = _dynamic_w(calibration, spec_max, cpu_loads[:mode["online_cores"]], gpu_load, clocks)
     rails = calibration["rails"]
     input_rail = spec["telemetry"]["total_power"] if spec["telemetry"]["total_power"] in rails else None
