@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -54,6 +55,49 @@ class UplinkConfig(_Strict):
         return self.topic.replace("{board}", board)
 
 
+#: the NAME of an environment variable that holds a secret: lab.yaml never holds the secret itself
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+
+
+def _from_env(environ: Mapping[str, str], *names: str, what: str) -> list[str]:
+    missing = [name for name in names if not environ.get(name)]
+    if missing:
+        raise ConfigError("environment", ", ".join(missing), f"set it to {what} (lab.yaml names the variable)")
+    return [environ[name] for name in names]
+
+
+class RegistryConfig(_Strict):
+    """A container registry IoT Edge pulls the module from; its credentials are environment variable names."""
+
+    address: str = Field(min_length=1)
+    username_env: EnvName
+    password_env: EnvName
+
+    def credentials(self, environ: Mapping[str, str]) -> dict[str, str]:
+        user, password = _from_env(environ, self.username_env, self.password_env,
+                                   what=f"the credentials of {self.address}")
+        return {"address": self.address, "username": user, "password": password}
+
+
+class IotHubConfig(_Strict):
+    """The board as an IoT Edge device of an IoT Hub, for `--deploy iothub`."""
+
+    #: the board's device id on the hub (IoT Hub's own rule for ids)
+    device_id: str = Field(pattern=r"^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$")
+    #: the environment variable holding the hub's service connection string (never the string itself)
+    connection_string_env: EnvName
+    registry: RegistryConfig | None = None
+    #: what runs modules on the device (harness.deploy.iothub.EDGE_RUNTIMES): docker is IoT Edge itself
+    runtime: str = "docker"
+    #: the certificate(s) to trust for the hub instead of the system's (a private endpoint)
+    ca_file: Path | None = None
+    #: how long edgeAgent has to pull and start the module and report it running
+    timeout_s: float = Field(default=600.0, gt=0)
+
+    def connection_string(self, environ: Mapping[str, str]) -> str:
+        return _from_env(environ, self.connection_string_env, what="the IoT Hub's service connection string")[0]
+
+
 class BoardEntry(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     profile: str
@@ -63,6 +107,7 @@ class BoardEntry(_Strict):
     uplink: UplinkConfig | None = None
     #: how the suites deploy the module to this board (harness.deploy.methods); `--deploy` overrides it
     deploy: str | None = None
+    iothub: IotHubConfig | None = None
 
     @field_validator("deploy")
     @classmethod

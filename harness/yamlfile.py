@@ -42,6 +42,8 @@ def validation_error(path: Path | str, exc: ValidationError) -> ConfigError:
         message = "required field is missing"
     elif not first["loc"]:  # a cross-field check: its message names the fields itself
         message = first["msg"].removeprefix("Value error, ")
+    elif str(first["loc"][-1]).endswith("_env"):  # where a secret gets pasted instead of its variable's name
+        message = f"{first['msg']}: name the environment variable that holds the value, never the value itself"
     else:
         message = f"{first['msg']} (got {first['input']!r})"
     return ConfigError(path, field, message)

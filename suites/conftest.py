@@ -21,7 +21,7 @@ from harness.board import Board
 from harness.board.guard import PowerGuard
 from harness.deploy import ModuleHandle, ServiceSpec
 from harness.deploy.bundle import MODULE_DIR, module_bundle
-from harness.deploy.methods import DEFAULT_METHOD, DEPLOYERS, deployer_for
+from harness.deploy.methods import DEFAULT_METHOD, DEPLOYERS, DeployTarget, deployer_for
 from harness.errors import ConfigError, HarnessError
 from harness.gates import BaselineGate, GatePolicy, load_policy, resolve_baseline
 from harness.gates.baseline import results_file
@@ -30,6 +30,7 @@ from harness.model_card import ModelCard, load_card
 from harness.profiles import DeviceProfile, PowerMode
 from harness.pytest_plugin import board_lost, is_controller, leased_entry, name_run, selected_profile
 from harness.results import BenchmarkFile, ResultsWriteError, ResultsWriter, Row, RowContext, read_modeled
+from harness.telemetry.sources import DEFAULT_INTERVAL_MS, DEFAULT_SOURCE, SAMPLERS
 from module.backends import PRECISIONS
 from module.model import file_sha256
 
@@ -48,8 +49,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--rounds", type=int, default=3, metavar="N",
                     help="rounds per throughput test, raw and pipeline alternating; figures are medians and "
                          "their spread feeds the baseline gate (default: %(default)s)")
-    group.addoption("--telemetry-interval", type=int, default=100, metavar="MS",
-                    help="tegrastats sampling interval during measurements (default: %(default)s)")
+    group.addoption("--telemetry-interval", type=int, default=None, metavar="MS",
+                    help="telemetry sampling interval during measurements (default: 100 for tegrastats, 500 for "
+                         "jtop, whose service spawns tools at every sample)")
+    group.addoption("--telemetry", default=DEFAULT_SOURCE, choices=sorted(SAMPLERS),
+                    help="what samples power, clocks and temperatures during measurements: tegrastats, or jtop "
+                         "(jetson-stats' service, through its Python client on the board) (default: %(default)s)")
     group.addoption("--precision", default="all", metavar="PRECISIONS",
                     help="precisions to test, comma-separated, or 'all' the board's profile has (default: all)")
     group.addoption("--batch", default="profile", metavar="SIZES",
@@ -60,8 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--regression-config", type=Path, default=SUITES / "regression.yaml", metavar="YAML",
                     help="per-metric thresholds of the baseline gate (default: suites/regression.yaml)")
     group.addoption("--deploy", default=None, choices=sorted(DEPLOYERS),
-                    help="how the module goes to the board: native (over SSH, a venv and a service) or docker "
-                         "(an image on the board's engine) (default: the board's `deploy:` in lab.yaml, else "
+                    help="how the module goes to the board: native (over SSH, a venv and a service), docker "
+                         "(an image on the board's engine) or iothub (a deployment through the board's IoT Hub, "
+                         "run by IoT Edge) (default: the board's `deploy:` in lab.yaml, else "
                          f"{DEFAULT_METHOD})")
     group.addoption("--module", type=Path, default=MODULE_DIR, metavar="DIR",
                     help="the module folder to deploy, e.g. a candidate build (default: the installed module/)")
@@ -311,6 +317,18 @@ def fixture_set(request: pytest.FixtureRequest) -> FixtureSet:
 
 
 @pytest.fixture(scope="session")
+def telemetry_source(request: pytest.FixtureRequest) -> str:
+    """--telemetry: the sampler of every measurement's telemetry window."""
+    return request.config.getoption("--telemetry")
+
+
+@pytest.fixture(scope="session")
+def telemetry_interval_ms(request: pytest.FixtureRequest, telemetry_source: str) -> int:
+    """--telemetry-interval, else the source's default."""
+    return request.config.getoption("--telemetry-interval") or DEFAULT_INTERVAL_MS[telemetry_source]
+
+
+@pytest.fixture(scope="session")
 def deploy_method(request: pytest.FixtureRequest) -> str:
     """--deploy, else the leased board's `deploy:` in lab.yaml, else the default."""
     entry = leased_entry(request.config)
@@ -318,11 +336,19 @@ def deploy_method(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def deployed(board: Board, module_dir: Path, deploy_method: str, record_testsuite_property) -> Iterator[ModuleHandle]:
+def deploy_target(request: pytest.FixtureRequest, board: Board, module_dir: Path, run_dir: Path) -> DeployTarget:
+    """What the session's deployers deploy to: the board, with its lab.yaml settings, and the run folder."""
+    entry = leased_entry(request.config)
+    return DeployTarget(board, module_dir, entry.iothub if entry else None, run_dir)
+
+
+@pytest.fixture(scope="session")
+def deployed(deploy_target: DeployTarget, deploy_method: str, record_testsuite_property) -> Iterator[ModuleHandle]:
     """The module deployed (by the session's deploy method) and running; stopped at the end of the session."""
+    board = deploy_target.board
     record_testsuite_property("deploy_method", deploy_method)
     try:
-        handle = deployer_for(deploy_method, board, module_dir).deploy(ServiceSpec())
+        handle = deployer_for(deploy_method, deploy_target).deploy(ServiceSpec())
     except HarnessError as exc:
         pytest.fail(f"deploying the module to {board.name} ({deploy_method}) failed: {exc}", pytrace=False)
     info = handle.api("/info")

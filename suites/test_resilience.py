@@ -22,7 +22,7 @@ import pytest
 
 from harness.board import Board
 from harness.deploy import ModuleHandle, ServiceSpec
-from harness.deploy.methods import Deployer, deployer_for
+from harness.deploy.methods import Deployer, DeployTarget, deployer_for
 from harness.errors import HarnessError
 from harness.faults import DegradedLink, Fault, LinkCut
 from harness.faults.link_cut import rules
@@ -102,7 +102,7 @@ def _board_picture(board: Board, handle: ModuleHandle) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def uplink_setup(request: pytest.FixtureRequest, board: Board, deployed: ModuleHandle, module_dir: Path,
+def uplink_setup(request: pytest.FixtureRequest, board: Board, deployed: ModuleHandle, deploy_target: DeployTarget,
                  deploy_method: str, run_dir: Path, record_testsuite_property) -> Iterator[Uplinked | str]:
     """The uplink and the module on it for this file; the reason as a string when it cannot be had (reported
     once by the first test, the others skip). On the way out the module runs again as the other suites use it,
@@ -119,7 +119,7 @@ def uplink_setup(request: pytest.FixtureRequest, board: Board, deployed: ModuleH
         record_testsuite_property("uplink", endpoint.describe())
         collector = Collector(*endpoint.local, endpoint.topic)
         stack.callback(collector.close)
-        deployer = deployer_for(deploy_method, board, module_dir)  # the session's method
+        deployer = deployer_for(deploy_method, deploy_target)  # the session's method
         stack.callback(deployer.deploy, ServiceSpec())
         uplinked = Uplinked(board, deployer, endpoint, collector, run_dir, say)
     except HarnessError as exc:

@@ -4,9 +4,9 @@ For each selected power mode (``--power-mode``; default: the profile's default a
 board is switched, clocks are locked with jetson_clocks, and the module's bench runs ``--rounds``
 rounds of raw engine throughput and end-to-end pipeline throughput after warm-up (MLPerf
 SingleStream-style latency at batch 1, Offline-style throughput at larger batches) while tegrastats
-samples power, clocks and temperatures. Power, energy, J/frame and FPS/W are computed per phase
-from the samples inside it and that phase's own frames. Every figure is the median over the rounds,
-with its spread.
+(or jtop, ``--telemetry jtop``) samples power, clocks and temperatures. Power, energy, J/frame and
+FPS/W are computed per phase from the samples inside it and that phase's own frames. Every figure is
+the median over the rounds, with its spread.
 
 Judged: the power mode must still be the one applied when the bench ends; the profile's floors
 (for this backend and device, on measured figures only); and with ``--baseline`` the regression
@@ -30,6 +30,7 @@ from harness.gates import BaselineGate, check_floors
 from harness.profiles import PowerMode
 from harness.results import BenchmarkFile, ResultsWriter, RowContext, benchmark_entry, observations
 from harness.telemetry.phases import Figure, bench_figures, stalls
+from harness.telemetry.sources import sampler_for
 from harness.telemetry.window import TelemetryWindow, TimedSample
 
 WARMUP_ITERATIONS = 10
@@ -58,9 +59,10 @@ def mode_applied(power_guard: PowerGuard, power_mode: PowerMode) -> PowerMode:
 
 
 def measure(module: ModuleHandle, board: Board, mode: PowerMode, args: list[str], interval_ms: int,
-            timeout: float) -> tuple[dict | None, list[TimedSample], list[str]]:
-    """One bench with its telemetry window: (bench document, samples, why it is not a valid measurement)."""
-    window = TelemetryWindow(board, interval_ms=interval_ms)
+            timeout: float, source: str) -> tuple[dict | None, list[TimedSample], list[str]]:
+    """One bench with its `source` telemetry window: (bench document, samples, why it is not a valid
+    measurement)."""
+    window = TelemetryWindow(board, interval_ms=interval_ms, sampler=sampler_for(source))
     try:
         with window:
             run = module.run_module(args, timeout=timeout)
@@ -85,17 +87,17 @@ def measure(module: ModuleHandle, board: Board, mode: PowerMode, args: list[str]
 def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, module_info: dict, board: Board,
                     mode_applied: PowerMode, batch: int, precision: str, results: ResultsWriter,
                     row_context: RowContext, modeled: frozenset[str], benchmarks: BenchmarkFile,
-                    baseline_gate: BaselineGate | None) -> None:
+                    baseline_gate: BaselineGate | None, telemetry_source: str, telemetry_interval_ms: int) -> None:
     if precision not in module_info["precisions"]:
         pytest.skip(f"{module_info['backend']} on {board.name} runs {', '.join(module_info['precisions'])} only")
     config = request.config
     duration, rounds = config.getoption("--duration"), config.getoption("--rounds")
-    interval_ms = config.getoption("--telemetry-interval")
     args = ["bench", "--duration", f"{duration / rounds:g}", "--rounds", str(rounds), "--batch", str(batch),
             "--warmup", str(WARMUP_ITERATIONS), "--precision", precision, "--backend", module_info["backend"]]
     tried: list[str] = []
     for attempt in range(1, MEASUREMENT_ATTEMPTS + 1):
-        bench, samples, invalid = measure(quiet_module, board, mode_applied, args, interval_ms, 300 + 4 * duration)
+        bench, samples, invalid = measure(quiet_module, board, mode_applied, args, telemetry_interval_ms,
+                                          300 + 4 * duration, telemetry_source)
         if not invalid:
             break
         tried.append(f"attempt {attempt}: " + "; ".join(invalid))
@@ -121,6 +123,7 @@ def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, 
         params={"power_mode": mode_applied.name, "batch": batch, "precision": precision},
         extra_info={"raw_fps": bench["raw_fps"], "pipeline_fps": bench["pipeline_fps"],
                     "quantizer": bench["quantizer"], "power_source": "modeled" if "power" in modeled else "measured",
+                    "telemetry": telemetry_source,
                     **{f"{phase}_{metric}": by_phase[phase, metric].value
                        for phase in ("raw", "pipeline") for metric in ("power_mean", "energy_per_frame", "fps_per_w")
                        if (phase, metric) in by_phase}},
@@ -132,7 +135,7 @@ def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, 
     for phase in ("raw", "pipeline"):
         count = by_phase.get((phase, "telemetry_samples"))
         if count is None or count.value < 2 * rounds:
-            problems.append(f"{phase}: tegrastats gave {count.value if count else 0:.0f} samples inside "
+            problems.append(f"{phase}: {telemetry_source} gave {count.value if count else 0:.0f} samples inside "
                             f"{rounds} round(s); at least 2 per round are needed")
     figures_now = {r.metric: (r.value, r.source) for r in rows}
     floors = check_floors(board.profile, mode_applied, precision, batch, backend=bench["backend"],

@@ -68,6 +68,34 @@ def test_a_board_names_how_the_suites_deploy_to_it(tmp_path: Path) -> None:
     assert [b.deploy for b in lab.boards] == [None, "docker", None]
 
 
+IOTHUB = """    iothub:
+      device_id: xnx-02
+      connection_string_env: LAB_IOTHUB
+      registry: {address: lab.azurecr.io, username_env: LAB_ACR_USER, password_env: LAB_ACR_PASSWORD}
+"""
+SECRET = "HostName=lab.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0LWtleQ=="
+
+
+def test_a_board_names_its_iot_hub_device_and_the_variables_holding_the_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.replace("tags: [nightly]\n", "tags: [nightly]\n" + IOTHUB))
+    (board,) = [b for b in load_lab(path, all_profiles()).boards if b.iothub]
+    assert board.iothub.device_id == "xnx-02" and board.iothub.registry.address == "lab.azurecr.io"
+    assert board.iothub.connection_string({"LAB_IOTHUB": SECRET}) == SECRET
+    with pytest.raises(ConfigError, match="environment: LAB_IOTHUB: set it to the IoT Hub's service connection"):
+        board.iothub.connection_string({})
+    with pytest.raises(ConfigError, match="LAB_ACR_PASSWORD"):
+        board.iothub.registry.credentials({"LAB_ACR_USER": "lab"})
+
+
+def test_a_secret_pasted_into_lab_yaml_is_refused_without_repeating_it(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.replace("tags: [nightly]\n", "tags: [nightly]\n" + IOTHUB.replace("LAB_IOTHUB", f'"{SECRET}"')))
+    with pytest.raises(ConfigError, match=r"boards\.1\.iothub\.connection_string_env.*name the environment") as info:
+        load_lab(path, all_profiles())
+    assert "SharedAccessKey" not in str(info.value)
+
+
 @pytest.mark.parametrize(("broken", "field"), [
     (LAB.replace("profile: xavier-nx\n    tags: [nightly, jp5]", "profile: xavier-nz\n    tags: [nightly, jp5]"),
      "boards.0.profile"),

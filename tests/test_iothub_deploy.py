@@ -1,6 +1,6 @@
 """Applying a deployment through IoT Hub and waiting for edgeAgent, with the real azure-iot-hub SDK over HTTPS
-against a local hub (tests/iothub_local.py), and an edgeAgent stand-in on the device side that answers as a
-healthy, a rejecting, a crash-looping or a silent device would."""
+against the virtual lab's hub (harness/virtual/hub.py), and an edgeAgent stand-in on the device side that answers
+as a healthy, a rejecting, a crash-looping or a silent device would."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 
 from harness.errors import DeployError
 from harness.iothub.hub import AGENT, EdgeDevice
-from harness.iothub.manifest import MODULE_ID, ModuleConfig, build_manifest
-from tests.iothub_local import API_VERSION, LocalHub, sas_token
+from harness.iothub.manifest import MODULE_ID, ModuleConfig, build_manifest, module_create_options
+from harness.virtual.hub import API_VERSION, LocalHub, sas_token
 
 DEVICE = "jetson-01"
 MODEL_SHA = "5e1f0c0ffee"
@@ -24,7 +24,8 @@ MODEL_SHA = "5e1f0c0ffee"
 
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
-    with LocalHub(tmp_path, (DEVICE,)) as local:
+    with LocalHub(tmp_path) as local:
+        local.register(DEVICE)
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(local.ca_file))  # trust the local hub's certificate
         yield local
 
@@ -43,7 +44,7 @@ class EdgeAgentStandIn:
         url = f"https://{self.hub.host}{path}?api-version={API_VERSION}"
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": sas_token(self.hub.device_keys[DEVICE], f"{self.hub.host}/devices/{DEVICE}"),
+            "Authorization": sas_token(self.hub.device_key(DEVICE), f"{self.hub.host}/devices/{DEVICE}"),
             "Content-Type": "application/json"})
         import ssl
 
@@ -73,8 +74,8 @@ class EdgeAgentStandIn:
 
 
 def content() -> dict:
-    return build_manifest("registry.lab.example/jetson-hil-module:3f2a9c", ModuleConfig(), jetson=True,
-                          api_port=8470)["modulesContent"]
+    return build_manifest("registry.lab.example/jetson-hil-module:3f2a9c", ModuleConfig(),
+                          create_options=module_create_options(True, 8470))["modulesContent"]
 
 
 def deploy(hub: LocalHub, behaviour: str, timeout_s: float = 20) -> tuple[EdgeDevice, int]:
@@ -117,6 +118,18 @@ def test_a_wrong_key_is_one_line_without_the_key(hub: LocalHub) -> None:
     message = str(info.value)
     assert "HTTP 401" in message and hub.host in message
     assert "d3Jvbmcta2V5" not in message and hub.key not in message
+
+
+def test_a_device_the_hub_does_not_know_is_one_line(hub: LocalHub) -> None:
+    with pytest.raises(DeployError) as info:
+        EdgeDevice(hub.connection_string, "jetson-99").apply(content())
+    assert "for device jetson-99 failed (HTTP 404" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_trusted_certificate_can_be_named_instead_of_the_systems(hub: LocalHub,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    assert EdgeDevice(hub.connection_string, DEVICE, ca_file=hub.ca_file).deployed_content([MODULE_ID]) == {}
 
 
 def test_without_the_sdk_it_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

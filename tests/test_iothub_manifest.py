@@ -11,16 +11,17 @@ import jsonschema
 import pytest
 
 from harness.errors import ConfigError, DeployError
+from harness.inventory import RegistryConfig
 from harness.iothub.manifest import (
     MODULE_ID,
     REDACTED,
     SCHEMA_FILE,
     TWIN_VALUE_MAX,
     ModuleConfig,
-    Registry,
     build_manifest,
-    create_options,
+    chunked_create_options,
     joined_create_options,
+    module_create_options,
     save,
     validate,
 )
@@ -28,13 +29,14 @@ from harness.iothub.manifest import (
 SHARED_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure" / \
     "azure-iot-edge-deployment-2.0.schema.json"
 IMAGE = "registry.lab.example/jetson-hil-module:3f2a9c"
-REGISTRY = Registry("registry.lab.example", "LAB_REGISTRY_USER", "LAB_REGISTRY_PASSWORD")
+REGISTRY = RegistryConfig(address="registry.lab.example", username_env="LAB_REGISTRY_USER",
+                          password_env="LAB_REGISTRY_PASSWORD")
 ENV = {"LAB_REGISTRY_USER": "lab", "LAB_REGISTRY_PASSWORD": "s3cret-registry-password"}
 
 
 def manifest(**options) -> dict:
-    return build_manifest(IMAGE, ModuleConfig(backend="tensorrt", precision="int8"), jetson=True, api_port=8470,
-                          registry=REGISTRY, environ=ENV, **options)
+    return build_manifest(IMAGE, ModuleConfig(backend="tensorrt", precision="int8"),
+                          create_options=module_create_options(True, 8470), registry=REGISTRY, environ=ENV, **options)
 
 
 def test_the_shipped_schema_is_schemastores() -> None:
@@ -58,19 +60,19 @@ def test_the_manifest_runs_the_module_on_the_nvidia_runtime_and_routes_its_outpu
     assert hub["storeAndForwardConfiguration"] == {"timeToLiveSecs": 86400}
     assert content[MODULE_ID]["properties.desired"] == {
         "backend": "tensorrt", "precision": "int8", "thresholds": {"conf": 0.25, "iou": 0.45}}
-    cpu = build_manifest(IMAGE, ModuleConfig(), jetson=False, api_port=8470)
+    cpu = build_manifest(IMAGE, ModuleConfig(), create_options=module_create_options(False, 8470))
     cpu_module = cpu["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][MODULE_ID]
     assert "Runtime" not in joined_create_options(cpu_module["settings"])["HostConfig"]
 
 
 def test_long_create_options_are_split_into_twin_values_and_too_long_ones_refused() -> None:
     options = {"HostConfig": {"Binds": [f"/data/camera{i}:/in/camera{i}:ro" for i in range(60)]}}
-    chunks = create_options(options)
+    chunks = chunked_create_options(options)
     assert list(chunks)[:3] == ["createOptions", "createOptions01", "createOptions02"]
     assert all(len(chunk) <= TWIN_VALUE_MAX for chunk in chunks.values())
     assert joined_create_options(chunks) == options
     with pytest.raises(DeployError, match="at most 4096"):
-        create_options({"HostConfig": {"Binds": [f"/data/camera{i}:/in/camera{i}:ro" for i in range(200)]}})
+        chunked_create_options({"HostConfig": {"Binds": [f"/data/camera{i}:/in/camera{i}:ro" for i in range(200)]}})
 
 
 def test_registry_password_comes_from_the_environment_and_never_reaches_the_saved_file(tmp_path: Path) -> None:
@@ -80,7 +82,7 @@ def test_registry_password_comes_from_the_environment_and_never_reaches_the_save
     saved = save(built, tmp_path / "deployment.json").read_text()
     assert ENV["LAB_REGISTRY_PASSWORD"] not in saved and REDACTED in saved
     with pytest.raises(ConfigError, match="LAB_REGISTRY_PASSWORD") as info:
-        build_manifest(IMAGE, ModuleConfig(), jetson=True, api_port=8470, registry=REGISTRY,
+        build_manifest(IMAGE, ModuleConfig(), create_options=module_create_options(True, 8470), registry=REGISTRY,
                        environ={"LAB_REGISTRY_USER": "lab"})
     assert "\n" not in str(info.value)
 

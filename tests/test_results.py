@@ -191,8 +191,8 @@ def test_two_processes_append_to_one_file(tmp_path: Path) -> None:
     assert len(rows) == 2 * count
 
 
-def test_modeled_file_as_the_board_image_writes_it() -> None:
-    context = BoardContext.for_profile(get_profile("orin-nano"), base="jetson-hil/base:test")
+def test_modeled_file_as_the_board_image_writes_it(tmp_path: Path) -> None:
+    context = BoardContext.for_profile(get_profile("orin-nano"), base="jetson-hil/base:test", wheels=tmp_path)
     modeled = modeled_metrics(context.files["etc/jetson-hil/modeled"].decode())
     assert modeled == {"power", "temperature", "gpu", "clocks", "memory"}
     for metric in ("power_mean", "power_max", "energy", "energy_per_frame", "fps_per_w", "temperature_peak",

@@ -24,7 +24,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
 from io import BytesIO
@@ -238,8 +238,10 @@ class DockerModuleHandle(ModuleHandle):
     (the container shares the board's network); one-shot runs use ``docker exec`` on the board, so
     ``run_module`` needs the docker CLI there (the ssh:// engine URL needs it anyway)."""
 
-    def __init__(self, board: Board, container: Container, api_port: int, report: DeployReport):
-        super().__init__(board, STATE_DIR, api_port, report, self._remove)
+    def __init__(self, board: Board, container: Container, api_port: int, report: DeployReport,
+                 stopper: Callable[[], None] | None = None):
+        """`stopper`: how the session ends the module (default: stop and remove the container)."""
+        super().__init__(board, STATE_DIR, api_port, report, stopper or self._remove)
         self.container = container
         self.container.reload()
         self._restarts = self.container.attrs.get("RestartCount", 0)  # restarts from here on mean a crash loop

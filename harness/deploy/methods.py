@@ -5,14 +5,17 @@ lab.yaml). Every deployer returns a `ModuleHandle`, which is all the suites use 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from harness.board import Board
 from harness.errors import ConfigError
+from harness.inventory import IotHubConfig
 
 from .docker import DockerDeployer
 from .handle import ModuleHandle
+from .iothub import IotHubDeployer
 from .native import NativeDeployer
 from .service import ServiceSpec
 
@@ -23,14 +26,26 @@ class Deployer(Protocol):
     def deploy(self, service: ServiceSpec | None = None) -> ModuleHandle: ...
 
 
-#: method name -> what makes its deployer for a board and a module folder
-DEPLOYERS: dict[str, Callable[[Board, Path], Deployer]] = {
-    "native": lambda board, module_dir: NativeDeployer(board, module_dir),
-    "docker": lambda board, module_dir: DockerDeployer(board, module_dir=module_dir),
+@dataclass(frozen=True)
+class DeployTarget:
+    """What a deployer is for: the board, the module folder, the board's lab.yaml settings it may need, and the
+    run folder (where a deployer keeps what it sent, e.g. the IoT Edge manifest)."""
+
+    board: Board
+    module_dir: Path
+    iothub: IotHubConfig | None = None
+    run_dir: Path | None = None
+
+
+#: method name -> what makes its deployer for a target
+DEPLOYERS: dict[str, Callable[[DeployTarget], Deployer]] = {
+    "native": lambda t: NativeDeployer(t.board, t.module_dir),
+    "docker": lambda t: DockerDeployer(t.board, module_dir=t.module_dir),
+    "iothub": lambda t: IotHubDeployer(t.board, t.module_dir, t.iothub, t.run_dir),
 }
 
 
-def deployer_for(method: str, board: Board, module_dir: Path) -> Deployer:
+def deployer_for(method: str, target: DeployTarget) -> Deployer:
     if method not in DEPLOYERS:
         raise ConfigError("--deploy", method, f"unknown deploy method; choose from {', '.join(DEPLOYERS)}")
-    return DEPLOYERS[method](board, module_dir)
+    return DEPLOYERS[method](target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -42,9 +43,11 @@ echo "python=$({probe} 2>&1 | tail -n 1)"
 """
 
 
-def _status(board: Board) -> dict[str, str]:
+def _status(board: Board, root: str | None = None) -> dict[str, str]:
+    """What is on the board at `root` (default: ~/jetson-hil, or $JETSON_HIL_ROOT there)."""
     script = _STATUS.format(name=ROOT_NAME, unit=UNIT, probe=PROBE_COMMAND)
-    result = board.transport.run(f"sh -c {shlex.quote(script)}", timeout=30)
+    env = f"JETSON_HIL_ROOT={shlex.quote(root)} " if root else ""
+    result = board.transport.run(f"{env}sh -c {shlex.quote(script)}", timeout=30)
     if not result.ok:
         raise DeployError(f"{board.name}: cannot read deployment state: {result.stderr.strip() or result.stdout}")
     return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
@@ -55,6 +58,17 @@ def _check(result: CommandResult, board: Board, step: str) -> CommandResult:
         detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
         raise DeployError(f"{board.name}: {step} failed (exit {result.exit_status}): {' | '.join(detail)}")
     return result
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Where the module's code and virtualenv are on the board, what staging them had to do, and the board's
+    deployment state as read before."""
+
+    root: str
+    copied: bool
+    installed: bool
+    state: dict[str, str]
 
 
 class NativeDeployer:
@@ -68,10 +82,10 @@ class NativeDeployer:
     def _say(self, text: str) -> None:
         self.console.print(f"[bold]{self.board.name}[/]: {text}")
 
-    def deploy(self, service: ServiceSpec | None = None) -> ModuleHandle:
-        service = service or ServiceSpec()
-        started = time.monotonic()
-        state = _status(self.board)
+    def stage(self, root: str | None = None) -> Staged:
+        """The module's code and virtualenv at `root` on the board (default: ~/jetson-hil), copying and
+        installing only what changed."""
+        state = _status(self.board, root)
         root = state["root"]
         bundle = module_bundle(self.module_dir)
         copied = state.get("bundle") != bundle.sha256
@@ -83,6 +97,13 @@ class NativeDeployer:
         installed = state.get("venv") != req_sha
         if installed:
             self._install(root, requirements, target, req_sha)
+        return Staged(root, copied, installed, state)
+
+    def deploy(self, service: ServiceSpec | None = None) -> ModuleHandle:
+        service = service or ServiceSpec()
+        started = time.monotonic()
+        staged = self.stage()
+        root, copied, installed, state = staged.root, staged.copied, staged.installed, staged.state
         manager = "systemd" if state.get("systemd") == "yes" else "supervisor"
         running = state.get("unit") == "active" if manager == "systemd" else state.get("supervisor") == "alive"
         restart = copied or installed or not running or state.get("service") != service.sha(root)

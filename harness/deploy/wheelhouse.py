@@ -63,7 +63,8 @@ def requirements_sha(requirements: str, target: PythonTarget) -> str:
     return hashlib.sha256(f"{target.tag}\n{requirements}".encode()).hexdigest()[:16]
 
 
-def wheelhouse(requirements: str, target: PythonTarget, console: Console | None = None) -> Path:
+def wheelhouse(requirements: str, target: PythonTarget, console: Console | None = None,
+               what: str = "module dependencies") -> Path:
     """A folder of wheels satisfying ``requirements`` on ``target`` (downloaded once, then cached)."""
     folder = CACHE_DIR / f"{target.tag}-{requirements_sha(requirements, target)}"
     done = folder / ".complete"
@@ -79,13 +80,13 @@ def wheelhouse(requirements: str, target: PythonTarget, console: Console | None 
         *[arg for platform in target.platforms() for arg in ("--platform", platform)],
         "-d", str(folder), "-r", str(req_file),
     ]  # fmt: skip
-    (console or Console(stderr=True)).print(f"[bold]wheelhouse[/]: downloading module dependencies for {target.tag}")
+    (console or Console(stderr=True)).print(f"[bold]wheelhouse[/]: downloading {what} for {target.tag}")
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise DeployError(f"pip download for {target.tag} took over {PIP_TIMEOUT_S} s: check the index") from None
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DeployError(f"cannot download module dependencies for {target.tag}: {last}")
+        raise DeployError(f"cannot download {what} for {target.tag}: {last}")
     done.write_text("\n".join(sorted(p.name for p in folder.glob("*.whl"))) + "\n")
     return folder

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.errors import DeployError
@@ -54,7 +55,8 @@ class Applied:
 class EdgeDevice:
     """`device_id` on the hub the connection string names."""
 
-    def __init__(self, connection_string: str, device_id: str) -> None:
+    def __init__(self, connection_string: str, device_id: str, ca_file: Path | None = None) -> None:
+        """`ca_file`: the certificate(s) to trust for the hub instead of the system's (a private endpoint)."""
         config_manager, registry_manager, self._content = _sdk()
         self.device_id = device_id
         self.hub = _host(connection_string)
@@ -64,6 +66,9 @@ class EdgeDevice:
         except ValueError:
             raise DeployError("the IoT Hub connection string does not parse: use the hub's service connection "
                               "string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...)") from None
+        if ca_file is not None:
+            for client in (self._config, self._registry):
+                client.protocol.config.connection.verify = str(ca_file)
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         """An SDK call with its failure in one line (status and the hub's message), never the credentials."""
@@ -90,10 +95,14 @@ class EdgeDevice:
                 content[module_id] = {"properties.desired": _plain(desired)}
         return content
 
+    def has(self, modules_content: Mapping[str, Any]) -> bool:
+        """Whether the device's deployment already is this one."""
+        module_ids = [m for m in modules_content if not m.startswith("$")]
+        return self.deployed_content(module_ids) == dict(modules_content)
+
     def apply(self, modules_content: Mapping[str, Any]) -> int:
         """Apply the deployment unless the device already has it; the $edgeAgent desired version to wait for."""
-        module_ids = [m for m in modules_content if not m.startswith("$")]
-        if self.deployed_content(module_ids) != dict(modules_content):
+        if not self.has(modules_content):
             content = self._content(modules_content=dict(modules_content))
             self._call("applying the deployment",
                        lambda: self._config.apply_configuration_on_edge_device(self.device_id, content))

@@ -20,7 +20,8 @@ from typing import Any
 
 import jsonschema
 
-from harness.errors import ConfigError, DeployError
+from harness.errors import DeployError
+from harness.inventory import RegistryConfig
 
 SCHEMA_FILE = Path(__file__).with_name("deployment-2.0.schema.json")
 TWIN_VALUE_MAX = 512  # a twin's string value; longer createOptions are split (iotedgedev does the same)
@@ -29,23 +30,6 @@ EDGE_RUNTIME_VERSION = "1.4"  # edgeAgent / edgeHub images (mcr.microsoft.com/az
 MODULE_ID = "jetsonhil"
 OUTPUT = "detections"
 REDACTED = "<redacted>"
-
-
-@dataclass(frozen=True)
-class Registry:
-    """A container registry edgeAgent pulls the module from; the credentials are environment variable names."""
-
-    address: str
-    username_env: str
-    password_env: str
-
-    def credentials(self, environ: Mapping[str, str]) -> dict[str, str]:
-        missing = [name for name in (self.username_env, self.password_env) if not environ.get(name)]
-        if missing:
-            raise ConfigError("registry", ", ".join(missing),
-                              f"set the environment variable(s) with the credentials of {self.address}")
-        return {"address": self.address, "username": environ[self.username_env],
-                "password": environ[self.password_env]}
 
 
 @dataclass(frozen=True)
@@ -60,7 +44,7 @@ class ModuleConfig:
         return {"backend": self.backend, "precision": self.precision, "thresholds": dict(self.thresholds)}
 
 
-def create_options(options: Mapping[str, Any]) -> dict[str, str]:
+def chunked_create_options(options: Mapping[str, Any]) -> dict[str, str]:
     """createOptions as IoT Edge takes them: compact JSON in 512-character twin values, `createOptions`,
     `createOptions01`, ... (at most 8)."""
     text = json.dumps(options, separators=(",", ":"))
@@ -89,11 +73,11 @@ def module_create_options(jetson: bool, api_port: int) -> dict[str, Any]:
     return {"ExposedPorts": {f"{api_port}/tcp": {}}, "HostConfig": host_config}
 
 
-def build_manifest(image: str, config: ModuleConfig, *, jetson: bool, api_port: int, ttl_s: int = 7200,
-                   registry: Registry | None = None, environ: Mapping[str, str] = os.environ,
+def build_manifest(image: str, config: ModuleConfig, *, create_options: Mapping[str, Any], ttl_s: int = 7200,
+                   registry: RegistryConfig | None = None, environ: Mapping[str, str] = os.environ,
                    version: str = "1") -> dict[str, Any]:
-    """The whole manifest (`modulesContent`), validated; `version` is the module's, so edgeAgent restarts it only
-    when it changes."""
+    """The whole manifest (`modulesContent`), validated; `create_options` the module container's (see
+    module_create_options); `version` is the module's, so edgeAgent restarts it only when it changes."""
     runtime_settings: dict[str, Any] = {"minDockerVersion": "v1.25", "loggingOptions": ""}
     if registry is not None:
         runtime_settings["registryCredentials"] = {"jetsonhil": registry.credentials(environ)}
@@ -109,7 +93,7 @@ def build_manifest(image: str, config: ModuleConfig, *, jetson: bool, api_port: 
             },
             "modules": {MODULE_ID: {
                 "version": version, "type": "docker", "status": "running", "restartPolicy": "always",
-                "settings": {"image": image, **create_options(module_create_options(jetson, api_port))},
+                "settings": {"image": image, **chunked_create_options(create_options)},
             }},
         }},
         "$edgeHub": {"properties.desired": {

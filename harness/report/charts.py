@@ -155,8 +155,7 @@ def trend_of(label: str, boards: dict[str, pd.DataFrame], baseline_at: pd.Timest
     height = min(12.0, 1.4 + 0.14 * rows if rows <= 40 else 2.2 + 0.018 * rows)
     figure, ax = _figure(figsize=(11, height))
     figure.subplots_adjust(left=0.16, right=0.93, bottom=0.6 / height, top=1 - 0.15 / height)
-    cmap = matplotlib.colormaps["RdYlGn" if better else "coolwarm"].copy()
-    cmap.set_bad("lightgrey")
+    cmap = matplotlib.colormaps["RdYlGn" if better else "coolwarm"].with_extremes(bad="lightgrey")
     image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", interpolation="nearest", cmap=cmap,
                       vmin=-30, vmax=30)
     owners = wide.columns.get_level_values(0)

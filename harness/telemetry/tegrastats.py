@@ -312,10 +312,10 @@ def parse_line(line: str) -> TegrastatsSample:
     )
     if not sample.parsed:
         return replace(sample, problems=(f"no tegrastats field in {text[:60]!r}",))
-    return _without_impossible(sample)
+    return without_impossible(sample)
 
 
-def _without_impossible(sample: TegrastatsSample) -> TegrastatsSample:
+def without_impossible(sample: TegrastatsSample) -> TegrastatsSample:
     """Drop readings no board can produce (a corrupt line), each named in `problems`."""
     problems = []
     rails = []

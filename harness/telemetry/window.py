@@ -1,12 +1,12 @@
 """Telemetry windows: sample a board while a measurement runs, then reduce the samples to a summary.
 
-`TelemetryWindow` streams a sampler (tegrastats today; a jtop-based sampler can plug into the same
-`Sampler` seam) over the board's transport. Each line is stamped on the board with the board's own
-clock as it leaves tegrastats, so samples share a clock with what a benchmark on the board reports
-(its phases' start and end) and a window can be cut to one phase exactly, whatever the network did
-to the lines on their way. `summarize` is pure so it can be tested on real captures: energy is the
-trapezoidal integral of total power over the sample times, never jtop's running average, and
-throttling is judged against the power mode's clock caps from the device profile.
+`TelemetryWindow` streams a sampler (tegrastats by default; jtop, see telemetry.jtop) over the board's
+transport. Each line is stamped on the board with the board's own clock as it leaves the sampler, so
+samples share a clock with what a benchmark on the board reports (its phases' start and end) and a
+window can be cut to one phase exactly, whatever the network did to the lines on their way.
+`summarize` is pure so it can be tested on real captures: energy is the trapezoidal integral of total
+power over the sample times, never jtop's running average, and throttling is judged against the power
+mode's clock caps from the device profile.
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def summarize(
 
 
 class Sampler(Protocol):
-    """A board-side command printing one sample per line (tegrastats; later a jtop JSON printer)."""
+    """A board-side command printing one sample per line (tegrastats, or jtop through jetson-stats' client)."""
 
     def command(self, board: Board, interval_ms: int) -> str: ...
 

@@ -19,6 +19,7 @@ from docker.models.containers import Container
 from harness.errors import HarnessError
 from harness.inventory import BoardEntry, SshTransportConfig
 from harness.profiles import get_profile
+from harness.virtual.edge import iothub_config
 from harness.virtual.engine import docker_client
 from harness.virtual.image import ensure_board_image
 
@@ -55,7 +56,7 @@ class VirtualBoard:
         """The inventory entry that reaches this board (plain SSH, as for a real one)."""
         return BoardEntry(name=self.name, profile=self.profile, tags=list(tags), transport=SshTransportConfig(
             kind="ssh", host="127.0.0.1", port=self.port, user="root", key=self.key_file,
-            known_hosts=self.known_hosts))
+            known_hosts=self.known_hosts), iothub=iothub_config(self.name))
 
     @classmethod
     def of(cls, container: Container) -> VirtualBoard:

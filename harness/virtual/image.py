@@ -23,9 +23,18 @@ from docker.errors import BuildError, DockerException, ImageNotFound
 from requests.exceptions import RequestException
 from rich.console import Console
 
+from harness.deploy.wheelhouse import wheelhouse
 from harness.errors import HarnessError
 from harness.profiles import DeviceProfile
-from harness.virtual.recipe import BASE_PACKAGES, DEBIAN_MIRROR, DEBIAN_SUITE, BoardContext, base_tag
+from harness.virtual.recipe import (
+    BASE_PACKAGES,
+    BASE_PYTHON,
+    DEBIAN_MIRROR,
+    DEBIAN_SUITE,
+    JETSON_STATS,
+    BoardContext,
+    base_tag,
+)
 
 console = Console(stderr=True)
 #: a Debian minbase over a slow mirror takes minutes; a stalled download must not take forever
@@ -101,7 +110,8 @@ def ensure_base(client: docker.DockerClient) -> str:
 def ensure_board_image(client: docker.DockerClient, profile: DeviceProfile,
                        timeout_s: float = BOARD_BUILD_TIMEOUT_S) -> str:
     """The profile's board image tag, built on top of the base when not cached."""
-    context = BoardContext.for_profile(profile, ensure_base(client))
+    wheels = wheelhouse(JETSON_STATS + "\n", BASE_PYTHON, console, what="jetson-stats (the board's jtop service)")
+    context = BoardContext.for_profile(profile, ensure_base(client), wheels)
     tag = context.tag()
     if _exists(client, tag):
         return tag

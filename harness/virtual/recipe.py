@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.deploy.wheelhouse import PythonTarget
 from harness.profiles import DeviceProfile
 
 ROOTFS_OVERLAY = Path(__file__).parent / "rootfs"
@@ -22,6 +24,10 @@ TOOLS = {"/usr/sbin/nvpmodel": "nvpmodel", "/usr/bin/jetson_clocks": "jetson_clo
 MODELED = ("power", "temperature", "gpu", "clocks", "memory")
 # The processes whose work a real board does on its GPU: the detection module (`python -m module ...`).
 GPU_STAND_IN = [["-m", "module"]]
+# jetson-stats, whose jtop service runs on the board as on a lab's Jetson: installed offline from wheels the host
+# downloads for the base's python3 (bookworm: 3.11, glibc 2.36); the same release the tests read lines with
+JETSON_STATS = "jetson-stats==7.2.2"
+BASE_PYTHON = PythonTarget(3, 11, platform.machine(), (2, 36))
 
 
 def digest(*parts: bytes) -> str:
@@ -80,10 +86,12 @@ class BoardContext:
     profile: DeviceProfile
     base: str
     files: dict[str, bytes] = field(default_factory=dict)
+    wheels: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def for_profile(cls, profile: DeviceProfile, base: str) -> BoardContext:
-        ctx = cls(profile, base)
+    def for_profile(cls, profile: DeviceProfile, base: str, wheels: Path) -> BoardContext:
+        """`wheels`: a folder of jetson-stats' wheels for BASE_PYTHON."""
+        ctx = cls(profile, base, wheels={path.name: path.read_bytes() for path in sorted(wheels.glob("*.whl"))})
         for path in sorted(ROOTFS_OVERLAY.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 ctx.files[str(path.relative_to(ROOTFS_OVERLAY))] = path.read_bytes()
@@ -102,14 +110,21 @@ class BoardContext:
 
     def dockerfile(self) -> str:
         links = " && ".join(f"ln -sf /usr/lib/jetson-hil/jetson_emu.py {path}" for path in TOOLS)
-        return (f"FROM {self.base}\nCOPY rootfs/ /\n"
-                f"RUN chmod 0755 /usr/lib/jetson-hil/jetson_emu.py /usr/lib/jetson-hil/entrypoint && {links} "
+        site = f"/usr/local/lib/python{BASE_PYTHON.major}.{BASE_PYTHON.minor}/dist-packages"
+        return (f"FROM {self.base}\nCOPY wheels/ /tmp/wheels/\n"
+                # where `sudo pip3 install jetson-stats` puts it on a board: importable by every python3 user
+                f"RUN python3 -m venv /tmp/pip && /tmp/pip/bin/pip install --quiet --no-index --no-deps --target "
+                f"{site} /tmp/wheels/*.whl && rm -rf /tmp/pip /tmp/wheels && groupadd --system jtop\n"
+                "COPY rootfs/ /\n"
+                "RUN chmod 0755 /usr/lib/jetson-hil/jetson_emu.py /usr/lib/jetson-hil/entrypoint "
+                f"/usr/lib/jetson-hil/jtop_service.py /usr/lib/jetson-hil/edge_agent.py && {links} "
                 "&& rm -f /etc/ssh/ssh_host_* && mkdir -p /var/lib/nvpmodel /root/.ssh && chmod 700 /root/.ssh\n"
                 f'LABEL jetson-hil.profile="{self.profile.name}"\n'
                 'ENTRYPOINT ["/usr/lib/jetson-hil/entrypoint"]\n')
 
     def tag(self) -> str:
         parts = [self.dockerfile().encode()] + [p.encode() + b"\0" + c for p, c in sorted(self.files.items())]
+        parts += [name.encode() + b"\0" + content for name, content in sorted(self.wheels.items())]
         return f"{BOARD_REPOSITORY}:{self.profile.name}-{digest(*parts)}"
 
     def write(self, directory: Path) -> None:
@@ -118,3 +133,6 @@ class BoardContext:
             target = directory / "rootfs" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
+        (directory / "wheels").mkdir()
+        for name, content in self.wheels.items():
+            (directory / "wheels" / name).write_bytes(content)

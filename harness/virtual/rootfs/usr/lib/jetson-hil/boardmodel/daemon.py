@@ -1,4 +1,4 @@
-"""Steps the board model and publishes its state (STATE_FILE) for the tools to read.
+"""Steps the board model and publishes its state: STATE_FILE for the emulated tools, sysfs (FAKE_SYS) for jetson-stats.
 
 Started at boot by the board's entrypoint, as the hardware is there from power-on. The state carries counters
 the way the kernel does (busy seconds per core and for the GPU since boot) so that each reader computes load
@@ -18,9 +18,10 @@ from .cpus import host_cpus_for, pin
 from .load import Scheduler
 from .memory import memory_mb
 from .power import rails_mw, total_mw
+from .state import STATE_FILE
+from .sysfs import FakeSys
 from .thermal import Thermal
 
-STATE_FILE = board_spec.RUN_DIR + "/model.json"
 STEP_S = 0.25
 
 
@@ -29,28 +30,13 @@ def idle_total_mw(spec: dict) -> float:
     return total_mw(spec, rails)
 
 
-def read_state(max_age_s: float = 5.0, wait_s: float = 10.0) -> dict:
-    """The newest state; waits (bounded) for a model that is starting, fails when it stopped publishing."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            with open(STATE_FILE) as f:
-                state = json.load(f)
-            if time.monotonic() - state["t"] <= max_age_s:
-                return state
-        except (OSError, ValueError, KeyError):
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the board model publishes no state in {STATE_FILE}: is jetson-model running?")
-        time.sleep(0.05)
-
-
 def run() -> None:
     spec = board_spec.board()
     calibration = spec["model"]
     scheduler = Scheduler(spec["cpu_cores"], min(spec["virtual"]["cpus"], len(os.sched_getaffinity(0))),
                           calibration["gpu_stand_in"])
     thermal = Thermal(calibration, idle_total_mw(spec))
+    fake_sys = FakeSys(spec)
     busy = [0.0] * spec["cpu_cores"]
     gpu_busy = elapsed = 0.0
     last = time.monotonic()
@@ -68,9 +54,11 @@ def run() -> None:
         busy = [b + load * dt for b, load in zip(busy, loads, strict=True)]
         gpu_busy += gpu * dt
         elapsed += dt
-        board_spec.write(STATE_FILE, json.dumps({
+        state = {
             "t": now, "elapsed_s": elapsed, "mode": mode["id"], "online": mode["online_cores"], "locked": locked,
             "busy_s": busy, "gpu_busy_s": gpu_busy, "cpu_mhz": clock.cpu_mhz, "gpu_mhz": clock.gpu_mhz,
             "emc_mhz": clock.emc_mhz, "emc_util": clock.emc_util, "rails_mw": rails, "temps_c": thermal.readings,
             "throttled": thermal.throttled, "memory_mb": memory_mb(calibration),
-        }))
+        }
+        board_spec.write(STATE_FILE, json.dumps(state))
+        fake_sys.update(state, mode, gpu)

@@ -8,12 +8,13 @@ import signal
 import sys
 import time
 
-from . import daemon
 from . import spec as board_spec
 from .cpus import host_cpus_for, pin, threads
-from .lines import RailAverages, line
 from .spec import board, clocks_locked, mode, read, set_clocks_locked, write
-from .thermal import THROTTLE_FACTOR
+from .state import read_state
+
+# The model's own modules (daemon, lines, thermal) are imported where a tool needs them: a tool's start-up is paid
+# at every call, and jetson-stats' service calls `nvpmodel -q` at every sample.
 
 TEGRASTATS_PID = "/run/tegrastats.pid"
 DEFAULT_STORE = "/root/l4t_dfs.conf"
@@ -65,8 +66,10 @@ def nvpmodel_main(argv: list[str]) -> int:
 
 def _clock_lines(spec: dict) -> list[str]:
     """What `jetson_clocks --show` prints: the clocks the model runs at now (the ones tegrastats shows)."""
+    from .thermal import THROTTLE_FACTOR
+
     m = mode(spec)
-    state = daemon.read_state()
+    state = read_state()
     locked = clocks_locked()
     calibration = spec["model"]
     online = m["online_cores"]
@@ -118,6 +121,8 @@ def jetson_clocks_main(argv: list[str]) -> int:
 
 
 def tegrastats_main(argv: list[str]) -> int:
+    from .lines import RailAverages, line
+
     spec = board()
     interval_ms = 1000
     logfile = None
@@ -144,14 +149,14 @@ def tegrastats_main(argv: list[str]) -> int:
     root = os.geteuid() == 0
     with open(logfile, "a", buffering=1) if logfile else contextlib.nullcontext(sys.stdout) as out:
         averages = RailAverages()
-        before = daemon.read_state()
+        before = read_state()
         period = interval_ms / 1000.0
         deadline = time.monotonic()
         try:
             while True:
                 deadline += period
                 time.sleep(max(0.0, deadline - time.monotonic()))
-                now = daemon.read_state()
+                now = read_state()
                 out.write(line(spec, before, now, averages, root) + "\n")
                 out.flush()
                 before = now
@@ -169,6 +174,8 @@ def reboot_main(argv: list[str]) -> int:
 
 
 def model_main(argv: list[str]) -> int:
+    from . import daemon
+
     daemon.run()
     return 0
 
