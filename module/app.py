@@ -25,6 +25,7 @@ from .messages import detection_message
 from .model import ModelInfo, load_model
 from .pipeline import Pipeline, PipelineConfig
 from .sources import Frame, open_source
+from .twin import ModuleTwin
 from .uplink.outbox import Outbox
 from .uplink.publisher import Publisher
 from .uplink.sinks import open_sink
@@ -70,7 +71,10 @@ class App:
         except (OSError, sqlite3.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise ModuleError(f"cannot keep the outbox in --state-dir {state_dir}: {reason}") from None
-        self.publisher = Publisher(self.outbox, open_sink(sink))
+        uplink = open_sink(sink)
+        self.publisher = Publisher(self.outbox, uplink)
+        twin_client = uplink.twin_client()  # under IoT Edge: the module twin reports what runs, sets thresholds
+        self.twin = ModuleTwin(twin_client, self.running, self.set_config) if twin_client is not None else None
         self.pipeline: Pipeline | None = None
         self.error: str | None = None
         self.started = time.time()
@@ -118,6 +122,11 @@ class App:
             "model_sha256": self.model.sha256,
             "uptime_s": round(time.time() - self.started, 1),
         }
+
+    def running(self) -> dict:
+        """What this module runs, as its twin reports it."""
+        return {"model_sha256": self.model.sha256, "backend": self.backend.name, "device": self.backend.device,
+                "precision": self.backend.precision}
 
     def info(self) -> dict:
         return {
@@ -181,6 +190,8 @@ class App:
                 "for any free port"
             ) from None
         self.publisher.start()
+        if self.twin is not None:
+            self.twin.start()
         if autostart:  # before the API answers, so that a health check never sees a not-yet-started pipeline
             self.start()
         server.start()
@@ -197,6 +208,8 @@ class App:
                     break
         finally:
             self.stop()
+            if self.twin is not None:
+                self.twin.close()
             self.publisher.stop(timeout=10)
             server.close()
             self.outbox.close()

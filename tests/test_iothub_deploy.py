@@ -13,9 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.board import Board
+from harness.deploy.iothub import IotHubDeployer, without_module
 from harness.errors import DeployError
+from harness.inventory import IotHubConfig
 from harness.iothub.hub import AGENT, EdgeDevice
 from harness.iothub.manifest import MODULE_ID, ModuleConfig, build_manifest, module_create_options
+from harness.profiles import get_profile
+from harness.transport.local import LocalTransport
 from harness.virtual.hub import API_VERSION, LocalHub, sas_token
 
 DEVICE = "jetson-01"
@@ -144,3 +149,21 @@ def test_a_hub_whose_certificate_is_not_trusted_is_refused(hub: LocalHub, monkey
         EdgeDevice(hub.connection_string, DEVICE).apply(content())
     assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
     assert not [request for request in hub.requests if request[0] == "POST"]
+
+
+def test_a_board_without_an_iothub_entry_or_with_an_unknown_runtime_is_one_line() -> None:
+    board = Board("xnx-07", get_profile("xavier-nx"), LocalTransport(name="xnx-07"))
+    with pytest.raises(DeployError, match=r"^xnx-07 has no iothub entry in lab.yaml .*--deploy iothub needs one$"):
+        IotHubDeployer(board)
+    config = IotHubConfig(device_id="xnx-07", connection_string_env="LAB_HUB", runtime="balena")
+    with pytest.raises(DeployError, match=r"unknown iothub runtime 'balena' in lab.yaml; choose from docker, "
+                                          r"virtual-edge"):
+        IotHubDeployer(board, config=config)
+
+
+def test_restoring_a_device_that_had_no_deployment_keeps_its_runtime_without_the_module() -> None:
+    bare = without_module(content())
+    assert bare["$edgeAgent"]["properties.desired"]["modules"] == {}
+    assert bare["$edgeAgent"]["properties.desired"]["systemModules"] == \
+        content()["$edgeAgent"]["properties.desired"]["systemModules"]
+    assert bare["$edgeHub"]["properties.desired"]["routes"] == {} and MODULE_ID not in bare

@@ -95,3 +95,13 @@ def test_an_invalid_manifest_is_one_line_naming_where() -> None:
     message = str(info.value)
     assert f"modulesContent/$edgeAgent/properties.desired/modules/{MODULE_ID}/restartPolicy" in message
     assert "'sometimes'" in message and "\n" not in message
+
+
+def test_a_module_name_with_a_dot_is_refused_naming_the_schema_path() -> None:
+    built = manifest()
+    modules = built["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
+    modules["jetson.hil"] = modules.pop(MODULE_ID)
+    with pytest.raises(DeployError) as info:
+        validate(built)
+    assert str(info.value) == ("deployment manifest invalid at modulesContent/$edgeAgent/properties.desired/modules: "
+                               "'jetson.hil' does not match any of the regexes: '^[a-zA-Z0-9_-]+$'")

@@ -15,6 +15,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +28,7 @@ from harness.errors import DeployError
 from harness.inventory import IotHubConfig
 from harness.iothub import manifest as edge_manifest
 from harness.iothub.hub import AGENT, HUB, EdgeDevice
+from module.model import DEFAULT_MODEL, file_sha256
 
 from .bundle import MODULE_DIR, module_bundle, requirements_text
 from .docker import STATE_DIR, DockerDeployer, DockerModuleHandle, build_module_image, module_image_tag
@@ -39,6 +41,13 @@ MANIFEST_FILE = "iothub-deployment.json"
 
 class EdgeRuntime(Protocol):
     """What runs the module on an IoT Edge device, seen from the harness."""
+
+    #: whether the module reaches its module twin there (through edgeHub): the deploy then also waits for the
+    #: twin to report the model the harness deployed
+    module_twin: bool
+
+    def service(self, service: ServiceSpec) -> ServiceSpec:
+        """The module's options as this runtime runs it (under IoT Edge: its output goes to edgeHub)."""
 
     #: where the module's files are inside what runs it (the module's --state-dir and paths are under it)
     def module_root(self, image: str) -> str: ...
@@ -64,9 +73,14 @@ class DockerEdgeRuntime:
     with the credentials from the environment, run by IoT Edge as a container on the device's engine, which the
     harness reaches as the Docker deployer does (ssh://) for one-shot runs and logs."""
 
+    module_twin = True
+
     def __init__(self, board: Board, module_dir: Path, config: IotHubConfig, console: Console) -> None:
         self.board, self.module_dir, self.config, self.console = board, module_dir, config, console
         self.docker = DockerDeployer(board, module_dir=module_dir, console=console)
+
+    def service(self, service: ServiceSpec) -> ServiceSpec:
+        return service if service.sink else replace(service, sink=f"iotedge:{edge_manifest.OUTPUT}")
 
     def module_root(self, image: str) -> str:
         return STATE_DIR
@@ -134,7 +148,7 @@ class IotHubDeployer:
         if config is None:
             raise DeployError(f"{board.name} has no iothub entry in lab.yaml (device_id, connection_string_env): "
                               "--deploy iothub needs one")
-        self.board, self.config, self.run_dir = board, config, run_dir
+        self.board, self.module_dir, self.config, self.run_dir = board, module_dir, config, run_dir
         self.console = console or Console(stderr=True)
         self.runtime = edge_runtime(config.runtime)(board, module_dir, config, self.console)
         self._previous: dict | None = None
@@ -156,7 +170,7 @@ class IotHubDeployer:
                                             version=module_version(image, service, root))
 
     def deploy(self, service: ServiceSpec | None = None) -> ModuleHandle:
-        service = service or ServiceSpec()
+        service = self.runtime.service(service or ServiceSpec())
         started = time.monotonic()
         self.runtime.prepare()
         image = self.runtime.publish()
@@ -173,8 +187,11 @@ class IotHubDeployer:
                   if sent else f"{self.config.device_id} already has this deployment")
         try:
             version = device.apply(content)
+            # the module that answers must be the one deployed: its twin reports the model it loaded
+            model = {"model_sha256": file_sha256(self.module_dir / "models" / DEFAULT_MODEL.name)}
             with self.console.status(f"{self.board.name}: waiting for edgeAgent") as status:
                 device.wait_applied(version, edge_manifest.MODULE_ID, self.config.timeout_s,
+                                    reported=model if self.runtime.module_twin else None,
                                     say=lambda text: status.update(f"{self.board.name}: {text}"))
         except DeployError:
             self.restore()  # a deployment that does not run is not left crash-looping on the device

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.virtual import boards
+from harness.virtual.edge import hub_dir
+from harness.virtual.hub import stop_hub
 
 #: what Docker accepts as a container name, which is also a valid inventory board name
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -67,7 +69,8 @@ def list_() -> None:
 
 @app.command()
 def down(name: Annotated[str | None, typer.Argument(help="board name")] = None,
-         all_: Annotated[bool, typer.Option("--all", help="stop every virtual board")] = False) -> None:
+         all_: Annotated[bool, typer.Option("--all", help="stop every virtual board, and the virtual IoT Hub")] = False,
+         ) -> None:
     """Stop and remove virtual boards."""
     if not (all_ or name):
         raise typer.BadParameter("name a board or pass --all")
@@ -75,5 +78,7 @@ def down(name: Annotated[str | None, typer.Argument(help="board name")] = None,
     missing = [each for each in names if not boards.down(each)]
     for each in names:
         out.print(f"{each}: {'no such virtual board' if each in missing else 'removed'}")
+    if all_ and stop_hub(hub_dir()):
+        out.print("the virtual IoT Hub: stopped")
     if missing:
         raise typer.Exit(code=1)

@@ -25,6 +25,7 @@ from harness.board import Board
 from harness.deploy.bundle import module_bundle, requirements_text
 from harness.deploy.handle import DeployReport, ModuleHandle, put_bytes
 from harness.deploy.native import NativeDeployer
+from harness.deploy.service import ServiceSpec
 from harness.inventory import IotHubConfig
 from harness.virtual.hub import BOARD_SIDE_NAME, RunningHub, ensure_hub
 
@@ -61,7 +62,13 @@ class EdgeImageHandle(ModuleHandle):
 
 
 class VirtualEdgeRuntime:
-    """The virtual board as an IoT Edge device of the virtual lab's hub."""
+    """The virtual board as an IoT Edge device of the virtual lab's hub. No edgeHub: the module keeps the output
+    and the twin-less configuration the session gives it."""
+
+    module_twin = False
+
+    def service(self, service: ServiceSpec) -> ServiceSpec:
+        return service
 
     def __init__(self, board: Board, module_dir: Path, config: IotHubConfig, console: Console) -> None:
         self.board, self.module_dir, self.config, self.console = board, module_dir, config, console

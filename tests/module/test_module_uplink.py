@@ -47,10 +47,13 @@ class Module:
 
     def stats(self) -> dict:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=2) as response:
-                return json.loads(response.read())
+            return self.get("/stats")
         except OSError:
             return {}
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
+            return json.loads(response.read())
 
     def pause(self) -> None:
         """Stop producing (POST /stop) so that the last sequence number stays put."""

@@ -13,6 +13,7 @@ process under test sees it, first on its ``PYTHONPATH``.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import socket
@@ -123,3 +124,65 @@ def test_iotedge_output_reaches_edgehub_in_order_across_an_outage(
     assert SHARED_ACCESS_KEY not in log and "SharedAccessSignature" not in log and "sig=" not in log
     sdk_lines = [line for line in log.splitlines() if " azure.iot.device." in line]
     assert all(" WARNING " in line or " ERROR " in line for line in sdk_lines), sdk_lines  # no INFO chatter
+
+
+class TwinStandIn:
+    """edgeHub's side of the module twin over MQTT, as IoT Hub's MQTT API documents it: answers the module's
+    `$iothub/twin/GET` with the twin, acknowledges its reported patches (keeping them), and pushes desired ones."""
+
+    def __init__(self, broker: Mosquitto, desired: dict) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.desired, self.reported = {**desired, "$version": 1}, []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgehub-twin")
+        self.client.on_message = self._message
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.subscribe([("$iothub/twin/GET/#", 1), ("$iothub/twin/PATCH/properties/reported/#", 1)])
+        self.client.loop_start()
+
+    def _message(self, client, userdata, message) -> None:
+        rid = message.topic.split("$rid=")[1].split("&")[0]
+        if message.topic.startswith("$iothub/twin/GET/"):
+            body = json.dumps({"desired": self.desired, "reported": {"$version": 1}})
+            client.publish(f"$iothub/twin/res/200/?$rid={rid}", body, qos=1)
+        else:
+            self.reported.append(json.loads(message.payload))
+            client.publish(f"$iothub/twin/res/204/?$rid={rid}&$version={len(self.reported) + 1}", b"", qos=1)
+
+    def push(self, patch: dict) -> None:
+        self.desired = {**self.desired, **patch, "$version": self.desired["$version"] + 1}
+        self.client.publish(f"$iothub/twin/PATCH/properties/desired/?$version={self.desired['$version']}",
+                            json.dumps({**patch, "$version": self.desired["$version"]}), qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_the_module_twin_reports_what_runs_and_sets_the_thresholds(
+    tmp_path: Path, edge_hub: tuple[Mosquitto, Path]
+) -> None:
+    broker, ca = edge_hub
+    broker.start()
+    twin = TwinStandIn(broker, {"thresholds": {"conf": 0.4, "iou": 0.5}, "backend": "auto", "precision": "fp16"})
+    module = Module(tmp_path, f"iotedge:{OUTPUT}", "twin-run", tmp_path / "state", env=module_env(ca))
+    try:
+        wait_until(lambda: twin.reported, 60, "the module's first reported properties")
+        first = twin.reported[0]
+        info = module.get("/info")
+        assert (first["model_sha256"], first["backend"], first["precision"]) == (
+            info["model_sha256"], info["backend"], info["precision"])
+        assert first["thresholds"] == {"conf": 0.4, "iou": 0.5}  # the desired ones, now in force
+        assert module.get("/config")["conf_threshold"] == 0.4
+        assert "precision 'fp16' needs a restart of the module; it runs 'fp32'" in first["config_problems"]
+        twin.push({"thresholds": {"conf": 0.6}})
+        wait_until(lambda: len(twin.reported) >= 2, 30, "the report after a desired patch")
+        assert twin.reported[-1]["thresholds"] == {"conf": 0.6, "iou": 0.5}
+        assert module.get("/config")["conf_threshold"] == 0.6
+        twin.push({"thresholds": {"conf": 7}})
+        wait_until(lambda: len(twin.reported) >= 3, 30, "the report after a bad desired patch")
+        assert twin.reported[-1]["thresholds"]["conf"] == 0.6  # refused, and said so
+        assert "must be within 0..1" in twin.reported[-1]["config_problems"]
+    finally:
+        twin.close()
+        assert module.stop() == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
+from typing import Any
 
 log = logging.getLogger("module.uplink")
 
@@ -48,6 +49,10 @@ class Sink(abc.ABC):
 
     def flush(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """End of a batch; SinkError means the sends since the last flush were not accepted."""
+
+    def twin_client(self) -> Any | None:
+        """The module client whose twin this transport also carries (IoT Edge), else None."""
+        return None
 
     def poll_acked(self) -> list[int]:
         """Seqs acknowledged since the last call."""

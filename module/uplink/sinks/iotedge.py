@@ -61,6 +61,9 @@ class IotEdgeSink(Sink):
             self.last_error = f"edgeHub unreachable ({type(exc).__name__})"
             log.warning("uplink: %s; queueing to outbox, the SDK retries on the next send", self.last_error)
 
+    def twin_client(self) -> Any:
+        return self._client
+
     @property
     def connected(self) -> bool:
         return bool(self._client.connected)

@@ -29,6 +29,7 @@ CONFIG = "/etc/jetson-hil/edge/config.json"
 IMAGES = "/var/lib/jetson-hil-edge/images"
 API_VERSION = "2021-04-12"
 POLL_S = 0.5
+UNREACHABLE_POLL_S = 5.0  # a hub that is down (the virtual lab's stopped) is asked less often, and logged once
 STOP_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 30.0
 AGENT = "$edgeAgent"
@@ -177,13 +178,28 @@ def load_config() -> dict | None:
         return None
 
 
+def reconcile(modules: dict, desired: dict) -> dict:
+    """Make the running modules the desired ones; edgeAgent's lastDesiredStatus for them."""
+    wanted = desired.get("modules")
+    if desired.get("schemaVersion") not in ("1.0", "1.1") or not isinstance(wanted, dict):
+        return {"code": 400, "description": "the deployment has no schemaVersion 1.x or no modules"}
+    changed = [n for n in modules if n not in wanted or modules[n].key() != json.dumps(wanted[n], sort_keys=True)]
+    for name in changed:
+        modules.pop(name).stop()
+    for name, spec in wanted.items():
+        modules.setdefault(name, Module(name, spec))
+    return {"code": 200, "description": ""}
+
+
 def run() -> None:
+    """Poll the hub, apply what changed, keep the modules running (also while the hub is unreachable, as
+    edgeAgent does offline), and report what changed."""
     kill_leftovers()
     modules: dict[str, Module] = {}
-    applied, last_report, config, hub = None, None, None, None
-    status = {"code": 200, "description": ""}
+    applied, status, last_report, config, hub = None, {"code": 200, "description": ""}, None, None, None
+    unreachable = ""
     while True:
-        time.sleep(POLL_S)
+        time.sleep(UNREACHABLE_POLL_S if unreachable else POLL_S)
         fresh = load_config()
         if fresh is None:
             continue
@@ -191,29 +207,19 @@ def run() -> None:
             config, hub, applied, last_report = fresh, Hub(fresh), None, None
         try:
             desired = hub.desired()
+            unreachable = ""
         except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
-            log(f"hub unreachable: {exc}")
-            continue
-        version = desired.get("$version")
-        if version != applied:
-            status = {"code": 200, "description": ""}
-            wanted = desired.get("modules")
-            if desired.get("schemaVersion") not in ("1.0", "1.1") or not isinstance(wanted, dict):
-                status = {"code": 400, "description": "the deployment has no schemaVersion 1.x or no modules"}
-                wanted = None
-            if wanted is not None:
-                for name in [n for n in modules if n not in wanted or modules[n].key() != json.dumps(
-                        wanted[n], sort_keys=True)]:
-                    modules.pop(name).stop()
-                for name, spec in wanted.items():
-                    modules.setdefault(name, Module(name, spec))
-            applied = version
+            if str(exc) != unreachable:
+                log(f"hub unreachable: {exc}")
+            unreachable, desired = str(exc), None
+        if desired is not None and desired.get("$version") != applied:
+            status, applied = reconcile(modules, desired), desired.get("$version")
         for module in modules.values():
             module.step()
         report = {"lastDesiredVersion": applied, "lastDesiredStatus": status,
                   "systemModules": {"edgeAgent": {"runtimeStatus": "running"}},
                   "modules": {name: m.reported() for name, m in modules.items()}}
-        if report != last_report:
+        if not unreachable and report != last_report:
             try:
                 hub.report(report)
                 last_report = report
