@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install everything jetson-hil needs on a fresh Debian 12 machine (idempotent):
 # Debian packages (OpenSSH for the SSH tests, the Docker engine and debootstrap for virtual
-# boards, mosquitto for the uplink, Chromium for the report's browser test, the PostgreSQL server for the
-# history tests), a running Docker engine, and a virtualenv in .venv with the harness and its test tools.
+# boards, mosquitto for the uplink, docker-registry for the IoT Edge image push, Chromium for the report's
+# browser test, the PostgreSQL server for the history tests), a running Docker engine, and a virtualenv in
+# .venv with the harness and its test tools.
 # Run as root or with sudo available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(openssh-server openssh-client python3-venv ca-certificates openssl docker.io debootstrap iptables iproute2 mosquitto
+              docker-registry
               chromium postgresql)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

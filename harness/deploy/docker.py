@@ -411,19 +411,28 @@ class DockerDeployer:
         except APIError as exc:
             raise DeployError(f"{self.board.name}: starting the module container failed: {exc.explanation}") from None
 
+    def image_tag(self, bundle_sha: str) -> str:
+        """The module image's tag for this board (its recipe and CPU): named by content."""
+        return module_image_tag(bundle_sha, self._pick_recipe(), requirements_text(self.module_dir),
+                                _arch(self._engine_info))
+
+    def build_image(self, tag: str) -> bool:
+        """The image on the builder's engine, built unless it is there; whether it was built."""
+        if _has_image(self.builder, tag):
+            return False
+        build_module_image(self.builder, self._pick_recipe(), tag, self.module_dir,
+                           self._platform(_arch(self._engine_info)), self.console)
+        return True
+
     def deploy(self, service: ServiceSpec | None = None) -> DockerModuleHandle:
         service = service or ServiceSpec()
         started = time.monotonic()
         self._check_runtime()
-        recipe = self._pick_recipe()
-        arch = _arch(self._engine_info)
         bundle = module_bundle(self.module_dir)
-        tag = module_image_tag(bundle.sha256, recipe, requirements_text(self.module_dir), arch)
+        tag = self.image_tag(bundle.sha256)
         built = loaded = False
         if not _has_image(self.engine, tag):
-            if not _has_image(self.builder, tag):
-                build_module_image(self.builder, recipe, tag, self.module_dir, self._platform(arch), self.console)
-                built = True
+            built = self.build_image(tag)
             if not _has_image(self.engine, tag):  # else the builder is the board's engine
                 transfer_image(self.builder, self.engine, tag, self.console)
                 loaded = True

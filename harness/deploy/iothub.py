@@ -30,8 +30,8 @@ from harness.iothub import manifest as edge_manifest
 from harness.iothub.hub import AGENT, HUB, EdgeDevice
 from module.model import DEFAULT_MODEL, file_sha256
 
-from .bundle import MODULE_DIR, module_bundle, requirements_text
-from .docker import STATE_DIR, DockerDeployer, DockerModuleHandle, build_module_image, module_image_tag
+from .bundle import MODULE_DIR, module_bundle
+from .docker import STATE_DIR, DockerDeployer, DockerModuleHandle
 from .handle import DeployReport, ModuleHandle
 from .service import ServiceSpec
 
@@ -75,9 +75,12 @@ class DockerEdgeRuntime:
 
     module_twin = True
 
-    def __init__(self, board: Board, module_dir: Path, config: IotHubConfig, console: Console) -> None:
+    def __init__(self, board: Board, module_dir: Path, config: IotHubConfig, console: Console,
+                 builder: DockerDeployer | None = None) -> None:
+        """`builder`: how the image is built and where the device's engine is (default: as `--deploy docker`
+        would, for this board)."""
         self.board, self.module_dir, self.config, self.console = board, module_dir, config, console
-        self.docker = DockerDeployer(board, module_dir=module_dir, console=console)
+        self.docker = builder or DockerDeployer(board, module_dir=module_dir, console=console)
 
     def service(self, service: ServiceSpec) -> ServiceSpec:
         return service if service.sink else replace(service, sink=f"iotedge:{edge_manifest.OUTPUT}")
@@ -93,24 +96,18 @@ class DockerEdgeRuntime:
     def publish(self) -> str:
         registry = self.config.registry
         assert registry is not None
-        recipe = self.docker._pick_recipe()
-        arch = self.docker.engine.info()["Architecture"]
-        local = module_image_tag(module_bundle(self.module_dir).sha256, recipe, requirements_text(self.module_dir),
-                                 arch)
-        repository = f"{registry.address}/{IMAGE_NAME}"
-        tag = local.rsplit(":", 1)[1]
+        local = self.docker.image_tag(module_bundle(self.module_dir).sha256)
+        repository, tag = f"{registry.address}/{IMAGE_NAME}", local.rsplit(":", 1)[1]
+        credentials = registry.credentials(os.environ)
         builder = self.docker.builder
         try:
-            if not builder.images.list(name=local):
-                build_module_image(builder, recipe, local, self.module_dir, self.docker._platform(arch), self.console)
+            self.docker.build_image(local)
             builder.images.get(local).tag(repository, tag)
-            credentials = registry.credentials(os.environ)
             self.console.print(f"[bold]{self.board.name}[/]: pushing {repository}:{tag}")
-            for line in builder.images.push(repository, tag, stream=True, decode=True,
-                                            auth_config={"username": credentials["username"],
-                                                         "password": credentials["password"]}):
+            auth = {"username": credentials["username"], "password": credentials["password"]}
+            for line in builder.images.push(repository, tag, stream=True, decode=True, auth_config=auth):
                 if "error" in line:
-                    raise DeployError(f"pushing {repository}:{tag} failed: {line['error']}")
+                    raise DeployError(f"pushing {repository}:{tag} failed: {line['error'].strip()}")
         except (APIError, DockerException) as exc:
             raise DeployError(f"publishing the module image to {registry.address} failed: {exc}") from None
         return f"{repository}:{tag}"
