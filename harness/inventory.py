@@ -87,7 +87,8 @@ class IotHubConfig(_Strict):
     #: the environment variable holding the hub's service connection string (never the string itself)
     connection_string_env: EnvName
     registry: RegistryConfig | None = None
-    #: what runs modules on the device (harness.deploy.iothub.EDGE_RUNTIMES): docker is IoT Edge itself
+    #: what runs modules on the device (harness.deploy.iothub.edge_runtime): docker is IoT Edge itself, others are
+    #: registered by packages (the virtual lab's virtual-edge)
     runtime: str = "docker"
     #: the certificate(s) to trust for the hub instead of the system's (a private endpoint)
     ca_file: Path | None = None

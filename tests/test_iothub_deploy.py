@@ -87,7 +87,7 @@ def deploy(hub: LocalHub, behaviour: str, timeout_s: float = 20) -> tuple[EdgeDe
     agent = EdgeAgentStandIn(hub, behaviour)
     try:
         device = EdgeDevice(hub.connection_string, DEVICE)
-        version = device.apply(content())
+        version, _ = device.apply(content())
         device.wait_applied(version, MODULE_ID, timeout_s, poll_s=0.2, reported={"model_sha256": MODEL_SHA})
         return device, version
     finally:
@@ -99,7 +99,7 @@ def test_a_deployment_is_applied_waited_for_and_an_unchanged_one_is_not_sent_aga
     assert ("POST", f"/devices/{DEVICE}/applyConfigurationContent", 204) in hub.requests
     assert hub.twin(DEVICE, MODULE_ID).desired["thresholds"] == {"conf": 0.25, "iou": 0.45}
     posts = sum(1 for method, *_ in hub.requests if method == "POST")
-    assert device.apply(content()) == version  # the device already has it: nothing is sent
+    assert device.apply(content()) == (version, False)  # the device already has it: nothing is sent
     assert sum(1 for method, *_ in hub.requests if method == "POST") == posts
     assert device.deployed_content([MODULE_ID]) == content()
 

@@ -164,15 +164,20 @@ class ModuleHandle:
         code = api_request_code(self.api_port, path, method, timeout)
         return f"{shlex.quote(self.root + '/venv/bin/python')} -c {shlex.quote(code)}"
 
+    def _gave_up_test(self) -> str | None:
+        """A shell test that is true once whatever keeps the module running has given up on it (None: it never
+        does)."""
+        if self.report.manager == "systemd":
+            return f"systemctl is-failed --quiet {SYSTEMD_UNIT}"
+        return f"! kill -0 $(cat {shlex.quote(self.root + '/run/supervisor.pid')} 2>/dev/null) 2>/dev/null"
+
     def _probe_health(self) -> dict | str | None:
         """One look from the board itself (no refused tunnel connections in the logs while the module starts):
         its /health answer, None while it does not answer yet, or why it never will."""
         probe = f"{self.api_call_on_board('/health', timeout=2)} 2>/dev/null"
-        if self.report.manager == "systemd":
-            gone = f"systemctl is-failed --quiet {SYSTEMD_UNIT}"
-        else:
-            gone = f"! kill -0 $(cat {shlex.quote(self.root + '/run/supervisor.pid')} 2>/dev/null) 2>/dev/null"
-        result = self.board.transport.run(f"{probe} || {{ {gone} && echo GAVE-UP; }}", timeout=15)
+        gone = self._gave_up_test()
+        command = f"{probe} || {{ {gone} && echo GAVE-UP; }}" if gone else probe
+        result = self.board.transport.run(command, timeout=15)
         if result.stdout.strip() == "GAVE-UP":
             return "the module exited and its supervisor gave up"
         return json.loads(result.stdout) if result.ok and result.stdout.strip() else None

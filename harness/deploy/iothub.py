@@ -179,11 +179,10 @@ class IotHubDeployer:
         if self._previous is None:  # the first deploy of the session: what to put back at its end
             self._previous = device.deployed_content([edge_manifest.MODULE_ID])
             self._without_module = without_module(content)
-        sent = not device.has(content)
-        self._say(f"applying the deployment to {self.config.device_id} through IoT Hub {device.hub}"
-                  if sent else f"{self.config.device_id} already has this deployment")
         try:
-            version = device.apply(content)
+            version, sent = device.apply(content)
+            self._say(f"deployment applied to {self.config.device_id} through IoT Hub {device.hub}"
+                      if sent else f"{self.config.device_id} already has this deployment")
             # the module that answers must be the one deployed: its twin reports the model it loaded
             model = {"model_sha256": file_sha256(self.module_dir / "models" / DEFAULT_MODEL.name)}
             with self.console.status(f"{self.board.name}: waiting for edgeAgent") as status:
@@ -203,7 +202,7 @@ class IotHubDeployer:
         if self._previous is None or self._without_module is None:
             return
         content = self._previous if self._previous.get(AGENT) else self._without_module
-        version = self._device().apply(content)
+        version, _ = self._device().apply(content)
         self._say(f"deployment of {self.config.device_id} restored (edgeAgent version {version})")
 
 

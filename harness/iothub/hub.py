@@ -95,18 +95,16 @@ class EdgeDevice:
                 content[module_id] = {"properties.desired": _plain(desired)}
         return content
 
-    def has(self, modules_content: Mapping[str, Any]) -> bool:
-        """Whether the device's deployment already is this one."""
+    def apply(self, modules_content: Mapping[str, Any]) -> tuple[int, bool]:
+        """Apply the deployment unless the device already has it: (the $edgeAgent desired version to wait for,
+        whether it was sent)."""
         module_ids = [m for m in modules_content if not m.startswith("$")]
-        return self.deployed_content(module_ids) == dict(modules_content)
-
-    def apply(self, modules_content: Mapping[str, Any]) -> int:
-        """Apply the deployment unless the device already has it; the $edgeAgent desired version to wait for."""
-        if not self.has(modules_content):
+        sent = self.deployed_content(module_ids) != dict(modules_content)
+        if sent:
             content = self._content(modules_content=dict(modules_content))
             self._call("applying the deployment",
                        lambda: self._config.apply_configuration_on_edge_device(self.device_id, content))
-        return int(self.twin(AGENT)["properties"]["desired"]["$version"])
+        return int(self.twin(AGENT)["properties"]["desired"]["$version"]), sent
 
     def wait_applied(self, version: int, module_id: str, timeout_s: float, poll_s: float = 1.0,
                      reported: Mapping[str, Any] | None = None, say: Callable[[str], None] = lambda _: None,

@@ -254,6 +254,7 @@ class RunningHub:
 
     directory: Path
     port: int
+    pid: int
 
     @property
     def host(self) -> str:
@@ -279,7 +280,7 @@ def _alive(info: Path) -> RunningHub | None:
         state = json.loads(info.read_text())
         os.kill(state["pid"], 0)
         with socket.create_connection(("127.0.0.1", state["port"]), timeout=2):
-            return RunningHub(info.parent, state["port"])
+            return RunningHub(info.parent, state["port"], state["pid"])
     except (OSError, ValueError, KeyError):
         return None
 
@@ -311,7 +312,7 @@ def stop_hub(directory: Path) -> bool:
     running = _alive(directory / "hub.json")
     if running is None:
         return False
-    os.kill(json.loads((directory / "hub.json").read_text())["pid"], signal.SIGTERM)
+    os.kill(running.pid, signal.SIGTERM)
     return True
 
 

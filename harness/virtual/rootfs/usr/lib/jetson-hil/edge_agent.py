@@ -99,9 +99,6 @@ class Module:
         self.next_start = 0.0
         self.status, self.description = "stopped", ""
 
-    def key(self) -> str:
-        return json.dumps(self.spec, sort_keys=True)
-
     def _start(self) -> None:
         python = os.path.join(self.root, "venv", "bin", "python")
         if not os.access(python, os.X_OK):
@@ -183,7 +180,7 @@ def reconcile(modules: dict, desired: dict) -> dict:
     wanted = desired.get("modules")
     if desired.get("schemaVersion") not in ("1.0", "1.1") or not isinstance(wanted, dict):
         return {"code": 400, "description": "the deployment has no schemaVersion 1.x or no modules"}
-    changed = [n for n in modules if n not in wanted or modules[n].key() != json.dumps(wanted[n], sort_keys=True)]
+    changed = [n for n in modules if modules[n].spec != wanted.get(n)]
     for name in changed:
         modules.pop(name).stop()
     for name, spec in wanted.items():

@@ -40,26 +40,28 @@ def _rail_files(dialect: str, chip: int, channel: int, name: str) -> tuple[str, 
 
 
 class FakeSys:
-    """Writes the static tree once, then what changes at every step of the model."""
+    """Writes the static tree once, what a power mode sets when the mode changes, and what changes at every step
+    of the model (the counters, clocks, load and rails): a step writes only the files that can change."""
 
     def __init__(self, spec: dict) -> None:
         self.spec = spec
         calibration = spec["model"]
-        self.floors_khz = (int(calibration["cpu_floor_mhz"] * 1000), int(calibration["gpu_floor_mhz"] * 1e6))
+        floors_khz = (int(calibration["cpu_floor_mhz"] * 1000), int(calibration["gpu_floor_mhz"] * 1e6))
         self.rails: dict[str, str] = {}
+        self.mode_id: int | None = None
         static: dict[str, object] = {
             f"{GPU_DEVFREQ}/device/of_node/name": "gpu",
             f"{GPU_DEVFREQ}/device/railgate_enable": 0,
             f"{GPU_DEVFREQ}/governor": "nvhost_podgov",
-            f"{GPU_DEVFREQ}/min_freq": self.floors_khz[1],
+            f"{GPU_DEVFREQ}/min_freq": floors_khz[1],
             f"{EMC}/min_rate": int(calibration["emc_mhz"][0] * 1e6),
             f"{EMC}/max_rate": int(calibration["emc_mhz"][1] * 1e6),
         }
         for core in range(spec["cpu_cores"]):
             cpufreq = f"devices/system/cpu/cpu{core}/cpufreq"
             static.update({f"{cpufreq}/scaling_governor": "schedutil",
-                           f"{cpufreq}/cpuinfo_min_freq": self.floors_khz[0],
-                           f"{cpufreq}/scaling_min_freq": self.floors_khz[0],
+                           f"{cpufreq}/cpuinfo_min_freq": floors_khz[0],
+                           f"{cpufreq}/scaling_min_freq": floors_khz[0],
                            f"{cpufreq}/cpuinfo_max_freq": int(hardware_max(spec, "cpu_max_mhz") * 1000)})
         for index, name in enumerate(calibration["rails"]):
             current, voltage, files = _rail_files(spec["telemetry"]["dialect"], *divmod(index, CHANNELS_PER_CHIP), name)
@@ -80,16 +82,22 @@ class FakeSys:
         lines = [f"cpu  {sum(ticks[c][0] for c in online)} 0 0 {sum(ticks[c][1] for c in online)} 0 0 0 0 0 0"]
         lines += [f"cpu{c} {ticks[c][0]} 0 0 {ticks[c][1]} 0 0 0 0 0 0" for c in online]
         write(os.path.join(FAKE_SYS, "stat"), "\n".join(lines) + "\n")
-        cap_khz = int(mode["cpu_max_mhz"] * 1000)
+        if mode["id"] != self.mode_id:
+            self._mode(mode)
         for core in range(self.spec["cpu_cores"]):
-            cpu = f"devices/system/cpu/cpu{core}"
-            _put(f"{cpu}/online", int(core < mode["online_cores"]))
             for kind in ("scaling", "cpuinfo"):
-                _put(f"{cpu}/cpufreq/{kind}_cur_freq", int(state["cpu_mhz"] * 1000))
-            _put(f"{cpu}/cpufreq/scaling_max_freq", cap_khz)
+                _put(f"devices/system/cpu/cpu{core}/cpufreq/{kind}_cur_freq", int(state["cpu_mhz"] * 1000))
         _put(f"{GPU_DEVFREQ}/cur_freq", int(state["gpu_mhz"] * 1e6))
-        _put(f"{GPU_DEVFREQ}/max_freq", int(mode["gpu_max_mhz"] * 1e6))
         _put(f"{GPU_DEVFREQ}/device/load", round(gpu_load * 1000))
         _put(f"{EMC}/rate", int(state["emc_mhz"] * 1e6))
         for name, current in self.rails.items():
             _put(current, round(state["rails_mw"][name] * 1000 / BUS_MV))
+
+    def _mode(self, mode: dict) -> None:
+        """What a power mode sets: the cores online, the CPU and GPU caps."""
+        for core in range(self.spec["cpu_cores"]):
+            cpu = f"devices/system/cpu/cpu{core}"
+            _put(f"{cpu}/online", int(core < mode["online_cores"]))
+            _put(f"{cpu}/cpufreq/scaling_max_freq", int(mode["cpu_max_mhz"] * 1000))
+        _put(f"{GPU_DEVFREQ}/max_freq", int(mode["gpu_max_mhz"] * 1e6))
+        self.mode_id = mode["id"]
