@@ -109,6 +109,9 @@ class BoardEntry(_Strict):
     #: how the suites deploy the module to this board (harness.deploy.methods); `--deploy` overrides it
     deploy: str | None = None
     iothub: IotHubConfig | None = None
+    #: the module's backend here unless `--backend` says otherwise: auto (TensorRT, refused where the board lacks
+    #: it), tensorrt, or onnxruntime (the CPU, chosen explicitly); harness.deploy.readiness.BACKENDS
+    backend: Literal["auto", "tensorrt", "onnxruntime"] = "auto"
 
     @field_validator("deploy")
     @classmethod

@@ -154,7 +154,8 @@ def connected_board(entry: BoardEntry, watchdog_s: float = DEFAULT_WATCHDOG_S) -
     transport = transport_for(entry)
     try:
         transport.connect()
-        board = Board(entry.name, get_profile(entry.profile), transport, entry.power_cycle, watchdog_s)
+        board = Board(entry.name, get_profile(entry.profile), transport, entry.power_cycle, watchdog_s,
+                      backend=entry.backend)
         board.check_identity()
         board.state.settle()
         try:

@@ -93,6 +93,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--watchdog-timeout", default=DEFAULT_WATCHDOG_S, type=float, metavar="SECONDS",
                     help="the board restores what this session changed once the harness has been silent this "
                          "long (killed, link cut, board rebooted) (default: %(default)s)")
+    group.addoption("--backend", default=None, choices=("auto", "tensorrt", "onnxruntime"),
+                    help="what runs the model on the board: auto (TensorRT, refused where the board lacks it), "
+                         "tensorrt, or onnxruntime (on the board's CPU, only when asked) (default: the board's "
+                         "`backend:` in lab.yaml, else auto)")
 
 
 class _CurrentJunit:
@@ -317,10 +321,30 @@ def board(request: pytest.FixtureRequest, record_testsuite_property) -> Iterator
     with stack:
         for key, value in _provenance(connected).items():
             record_testsuite_property(key, value)
+        _say_readiness(config, connected, record_testsuite_property)
         for message in connected.state.settled:
             record_testsuite_property("settled", message)
             warnings.warn(f"{connected.name}: {message}", pytest.PytestWarning, stacklevel=1)
         yield connected
+
+
+def _say_readiness(config: pytest.Config, board: Board, record_testsuite_property) -> None:
+    """The board's stack and the backend the module will use, in one line before the first test (the deploy
+    refuses a board that is not ready, with the same line)."""
+    from harness.deploy.readiness import readiness_of  # the deployers import the board layer, not the plugin
+
+    try:
+        line = readiness_of(board, config.getoption("--backend")).line()
+    except HarnessError as exc:
+        line = str(exc)
+    record_testsuite_property("board_stack", line)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if hasattr(config, "workerinput") or terminal is None or capture is None:  # as a lost board is said
+        _say(f"{board.name}: {line}")
+        return
+    with capture.global_and_fixture_disabled():  # the fixture is set up inside the first test's capture
+        terminal.write_line(f"jetson-hil: {board.name}: {line}")
 
 
 def _provenance(board: Board) -> dict[str, str]:

@@ -8,12 +8,16 @@ print the 90/95/99th percentiles by default. Percentiles are kept as printed, ke
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import shlex
+from dataclasses import dataclass, field, replace
 
-from harness.errors import ParseError
+from harness.board import Board
+from harness.errors import HarnessError, ParseError
+from harness.results import Row, RowContext
+from harness.transport.base import Transport
 
 _NUM = r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
-_THROUGHPUT_RE = re.compile(rf"Throughput:\s*({_NUM}) qps")
+_THROUGHPUT_RE = re.compile(rf"Throughput:\s*({_NUM}) qps", re.IGNORECASE)  # 7.x prints "throughput:"
 _STATS_RE = re.compile(
     r"(?P<label>End-to-End Host Latency|GPU Compute Time|Enqueue Time|H2D Latency|D2H Latency|Latency): "
     rf"min = (?P<min>{_NUM}) ms, max = (?P<max>{_NUM}) ms, mean = (?P<mean>{_NUM}) ms, "
@@ -138,3 +142,71 @@ def parse_summary(text: str) -> TrtexecSummary:
         average_runs=_average_runs(text),
         **stats,
     )
+
+
+#: where JetPack installs trtexec (the tensorrt samples package); NVIDIA's jetson_benchmarks judge boards with it
+TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
+
+
+def trtexec_command(engine: str, input_name: str, shape: tuple[int, ...], duration_s: float) -> str:
+    """trtexec on an engine the module built, at the module's batch: `--shapes` picks the batch inside the engine's
+    optimization profile; host↔device copies stay in, as they are in the module's raw figure."""
+    dims = "x".join(str(int(d)) for d in shape)
+    return (f"{TRTEXEC} --loadEngine={shlex.quote(engine)} --shapes={shlex.quote(input_name)}:{dims} "
+            f"--warmUp=500 --duration={max(1, round(duration_s))}")
+
+
+def run_trtexec(transport: Transport, board: str, engine: str, input_name: str, shape: tuple[int, ...],
+                duration_s: float) -> TrtexecSummary:
+    """trtexec's summary for `engine` on the board, or HarnessError naming the board and trtexec's last line."""
+    command = trtexec_command(engine, input_name, shape, duration_s)
+    result = transport.run(command, timeout=120 + 3 * duration_s)
+    if not result.ok:
+        said = (result.stdout + result.stderr).strip().splitlines()[-1:] or [f"exit {result.exit_code}"]
+        raise HarnessError(f"{board}: trtexec on {engine} failed (exit {result.exit_code}): {said[0][:300]}")
+    try:
+        return parse_summary(result.stdout)
+    except ParseError as exc:
+        raise HarnessError(f"{board}: trtexec on {engine}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Limit:
+    """trtexec beside one throughput measurement: its rows (phase trtexec), a line saying what it found, and whether
+    trtexec was there to run but gave nothing usable (a warning: the module's own figures stand)."""
+
+    rows: list[Row]
+    line: str
+    failed: bool = False
+
+
+def limit_rows(board: Board, bench: dict, batch: int, duration_s: float, context: RowContext) -> Limit:
+    """trtexec's images/s on the engine the module's `bench` ran, and the module's raw FPS over it; or one
+    `trtexec_available` row of 0 where there is none, saying why."""
+    context = replace(context, phase="trtexec")
+    engine = bench.get("engine")
+
+    def absent(why: str, failed: bool = False) -> Limit:
+        return Limit([context.row("trtexec_available", 0, "bool")], f"trtexec not run: {why}", failed)
+
+    if not board.stack().trtexec:
+        return absent(f"no trtexec on {board.name} ({TRTEXEC})")
+    if bench["backend"] != "tensorrt" or not engine:
+        return absent(f"the {bench['backend']} backend builds no TensorRT engine")
+    if not board.transport.run(f"test -f {shlex.quote(engine)}", timeout=15).ok:
+        return absent(f"the module's engine {engine} is not on {board.name}'s filesystem (the module runs in a "
+                      "container)")
+    shape = (batch, 3, *bench["input_hw"])
+    try:
+        summary = run_trtexec(board.transport, board.name, engine, bench["input_name"], shape, duration_s)
+    except HarnessError as exc:
+        return absent(str(exc), failed=True)
+    limit = summary.images_per_s(batch)
+    if limit <= 0:
+        return absent(f"{board.name}: trtexec on {engine} measured {summary.throughput_qps} qps", failed=True)
+    ratio = bench["raw_fps"] / limit
+    version = f" {summary.trt_version}" if summary.trt_version else ""
+    return Limit([context.row("trtexec_available", 1, "bool"), context.row("trtexec_fps", limit, "fps"),
+                  context.row("raw_over_trtexec", ratio, "ratio")],
+                 f"trtexec{version} on {engine}: {limit:.1f} images/s; the module's raw {bench['raw_fps']:.1f} FPS "
+                 f"is {ratio:.2f} of it")

@@ -1,13 +1,11 @@
 """Command line: ``python -m module run|bench|info``. Bad input exits 2 with one clear line."""
 
-from __future__ import annotations
-
 import argparse
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Callable, List, NoReturn, Optional
 
 from . import __version__
 from .backends import PRECISIONS, available_backends
@@ -64,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m module", description="jetson-hil reference detection module")
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
+    sub.required = True  # an attribute: Python 3.6 has no required= argument
 
     run = sub.add_parser("run", help="run the pipeline and serve the control API")
     _engine_args(run)
@@ -151,7 +150,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"

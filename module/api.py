@@ -8,16 +8,21 @@ GET  /config  → thresholds and fps cap;  PUT /config with a partial JSON objec
 POST /start, POST /stop → start or stop the pipeline
 """
 
-from __future__ import annotations
-
 import json
 import logging
+import socketserver
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Callable
 
 log = logging.getLogger("module.api")
 MAX_BODY = 64 * 1024
+
+
+class ThreadingHTTPServer(socketserver.ThreadingMixIn, HTTPServer):
+    """http.server.ThreadingHTTPServer, which Python 3.6 lacks (3.7+ defines it the same way)."""
+
+    daemon_threads = True
 
 
 class Controls:
@@ -106,7 +111,7 @@ class ControlServer:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="control-api", daemon=True)
 
-    def start(self) -> ControlServer:
+    def start(self) -> "ControlServer":
         self._thread.start()
         return self
 

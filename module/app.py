@@ -4,8 +4,6 @@ Wires model → backend → pipeline → outbox → uplink sink, and serves the 
 pipeline can be stopped and started again through the API without reloading the engine.
 """
 
-from __future__ import annotations
-
 import logging
 import os
 import signal
@@ -13,9 +11,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from . import __version__
 from .backends import create_backend
@@ -39,26 +36,26 @@ class App:
     def __init__(
         self,
         *,
-        model: str | None,
-        labels: str | None,
+        model: Optional[str],
+        labels: Optional[str],
         backend: str,
         precision: str,
         batch: int,
         device: str,
         source: str,
-        frames: int | None,
+        frames: Optional[int],
         sink: str,
         state_dir: Path,
         config: PipelineConfig,
-        run_id: str | None = None,
+        run_id: Optional[str] = None,
         outbox_max: int = 100_000,
-        calib_images: Path | None = None,
+        calib_images: Optional[Path] = None,
     ):
         self.model: ModelInfo = load_model(model, labels)
         self.source_spec, self.frames = source, frames
         # opened now so that a bad source fails at start with a clear error; the first start() uses it, so a
         # camera is never opened twice
-        self._opened: Iterator[Frame] | None = open_source(source, limit=frames)
+        self._opened: Optional[Iterator[Frame]] = open_source(source, limit=frames)
         self.backend = create_backend(
             backend, self.model, precision=precision, batch=batch, device=device, calib_images=calib_images
         )
@@ -75,8 +72,8 @@ class App:
         self.publisher = Publisher(self.outbox, uplink)
         twin_client = uplink.twin_client()  # under IoT Edge: the module twin reports what runs, sets thresholds
         self.twin = ModuleTwin(twin_client, self.running, self.set_config) if twin_client is not None else None
-        self.pipeline: Pipeline | None = None
-        self.error: str | None = None
+        self.pipeline: Optional[Pipeline] = None
+        self.error: Optional[str] = None
         self.started = time.time()
         self._lock = threading.Lock()
 
@@ -164,10 +161,10 @@ class App:
         )
 
     def get_config(self) -> dict:
-        return asdict(self.config)
+        return self.config.as_dict()
 
     def set_config(self, changes: dict) -> dict:
-        return asdict(self.config.update(changes))
+        return self.config.update(changes).as_dict()
 
     # lifecycle -------------------------------------------------------------------------------------
     def serve(self, port: int, autostart: bool, exit_when_done: bool) -> int:

@@ -9,8 +9,6 @@ and the frames it covered, so that telemetry sampled on the board during the run
 exactly that phase: engine build, calibration and warm-up fall outside every phase.
 """
 
-from __future__ import annotations
-
 import math
 import os
 import platform
@@ -18,7 +16,7 @@ import socket
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -35,7 +33,7 @@ SCHEMA = "jetson-hil.bench/1"
 DISTINCT_FRAMES = 16
 
 
-def sample_images(count: int = DISTINCT_FRAMES, width: int = 640, height: int = 480) -> list[np.ndarray]:
+def sample_images(count: int = DISTINCT_FRAMES, width: int = 640, height: int = 480) -> List[np.ndarray]:
     """Camera-sized frames with objects in them (content matters little for throughput)."""
     from .synthetic import MovingScene
 
@@ -47,8 +45,7 @@ def sample_images(count: int = DISTINCT_FRAMES, width: int = 640, height: int = 
 _EPOCH_OFFSET = time.time() - time.perf_counter()
 
 
-@dataclass(frozen=True)
-class Phase:
+class Phase(NamedTuple):
     """A measured span on the board's clock (seconds since the epoch), the frames it covered, and how steadily
     they came: the longest and the 90th-percentile wait between frames, so that a stall shows."""
 
@@ -61,27 +58,36 @@ class Phase:
     typical_gap_s: float
 
     @classmethod
-    def between(cls, phase: str, index: int, marks: list[float], frames: int) -> Phase:
+    def between(cls, phase: str, index: int, marks: List[float], frames: int) -> "Phase":
         """From perf_counter marks: the phase's start, then the time each frame (or batch) was done."""
         gaps = np.diff(marks) if len(marks) > 1 else np.zeros(1)
         return cls(phase, index, marks[0] + _EPOCH_OFFSET, marks[-1] + _EPOCH_OFFSET, frames,
                    round(float(gaps.max()), 6), round(float(np.percentile(gaps, 90)), 6))
 
 
-@dataclass
 class Round:
     """One raw measurement followed by one pipeline measurement on the same backend."""
 
-    raw_fps: float
-    pipeline_fps: float
-    raw_latencies: list[float]
-    pipeline: Pipeline
-    frames: int
-    phases: tuple[Phase, Phase]
-    #: time inside engine calls over the span from the first measured call's start to the last one's end:
-    #: well below 1 means the engine sat waiting for its next batch; near 1 with a ratio below 1 means each
-    #: call took longer beside the other stages (cores, memory bandwidth, or the GIL retaken after a release)
-    engine_busy: float
+    def __init__(
+        self,
+        raw_fps: float,
+        pipeline_fps: float,
+        raw_latencies: List[float],
+        pipeline: Pipeline,
+        frames: int,
+        phases: Tuple[Phase, Phase],
+        engine_busy: float,
+    ) -> None:
+        self.raw_fps = raw_fps
+        self.pipeline_fps = pipeline_fps
+        self.raw_latencies = raw_latencies
+        self.pipeline = pipeline
+        self.frames = frames
+        self.phases = phases
+        #: time inside engine calls over the span from the first measured call's start to the last one's end:
+        #: well below 1 means the engine sat waiting for its next batch; near 1 with a ratio below 1 means each
+        #: call took longer beside the other stages (cores, memory bandwidth, or the GIL retaken after a release)
+        self.engine_busy = engine_busy
 
     @property
     def ratio(self) -> float:
@@ -89,8 +95,8 @@ class Round:
 
 
 def _raw(
-    backend: Backend, images: list[np.ndarray], batch: int, frames: int, warmup: int, duration_s: float | None
-) -> tuple[float, list[float], list[float]]:
+    backend: Backend, images: List[np.ndarray], batch: int, frames: int, warmup: int, duration_s: Optional[float]
+) -> Tuple[float, List[float], List[float]]:
     """(FPS, per-call latencies, perf_counter at the first timed call and after each)."""
     tensors = [letterbox(img, backend.input_hw)[0] for img in images[:batch]]
     while len(tensors) < batch:
@@ -110,13 +116,13 @@ def _raw(
 
 
 def _pipeline(
-    backend: Backend, layout: OutputLayout, images: list[np.ndarray], batch: int, frames: int, warmup: int
-) -> tuple[float, float, Pipeline, list[float]]:
+    backend: Backend, layout: OutputLayout, images: List[np.ndarray], batch: int, frames: int, warmup: int
+) -> Tuple[float, float, Pipeline, List[float]]:
     """Frames per second between the first and last measured emit, the engine's busy share, the pipeline, and
     the measured emits' perf_counter times."""
     skip = warmup * batch
-    emitted: list[float] = []
-    engine: list[tuple[float, float]] = []
+    emitted: List[float] = []
+    engine: List[Tuple[float, float]] = []
 
     def emit(frame, detections) -> None:
         emitted.append(time.perf_counter())
@@ -135,14 +141,14 @@ def _pipeline(
 def measure(
     backend: Backend,
     layout: OutputLayout,
-    images: list[np.ndarray],
+    images: List[np.ndarray],
     *,
     batch: int = 1,
     frames: int = 300,
     warmup: int = 20,
-    duration_s: float | None = None,
+    duration_s: Optional[float] = None,
     rounds: int = 1,
-) -> list[Round]:
+) -> List[Round]:
     """Raw then pipeline, ``rounds`` times in turn, so that drift of a shared or throttling machine hits both alike.
 
     With ``duration_s`` each raw part runs for about that long and the pipeline that round gets as many
@@ -162,19 +168,19 @@ def measure(
 
 
 def run_bench(
-    model_path: str | None,
+    model_path: Optional[str],
     *,
-    labels: str | None = None,
+    labels: Optional[str] = None,
     frames: int = 300,
-    duration_s: float | None = None,
+    duration_s: Optional[float] = None,
     rounds: int = 1,
     batch: int = 1,
     warmup: int = 20,
     precision: str = "fp32",
     backend_name: str = "auto",
     device: str = "auto",
-    calib_images: str | None = None,
-    threads: int | None = None,
+    calib_images: Optional[str] = None,
+    threads: Optional[int] = None,
 ) -> dict:
     """Run both measurements and return the result document (see SCHEMA).
 
@@ -218,6 +224,8 @@ def run_bench(
             "model": str(model.path),
             "model_sha256": model.sha256,
             "input_hw": list(backend.input_hw),
+            "input_name": backend.input_name,
+            "engine": backend.engine_path,
             "layout": layout.family,
             "classes": layout.num_classes,
             "raw_fps": round(statistics.median(r.raw_fps for r in runs), 2),
@@ -236,7 +244,7 @@ def run_bench(
                 for r in runs
             ],
             "clock": "board time.time(), seconds since the epoch",
-            "phases": [asdict(phase) for r in runs for phase in r.phases],
+            "phases": [dict(phase._asdict()) for r in runs for phase in r.phases],
             "latency_ms": percentiles_ms(raw_latencies),
             "raw_latencies_ms": [round(v * 1000.0, 4) for v in raw_latencies],
             "pipeline_latency_ms": stages,

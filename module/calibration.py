@@ -6,12 +6,9 @@ images like those it will see in the field. The set's digest is part of the engi
 other calibration images give another engine, never a stale one.
 """
 
-from __future__ import annotations
-
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -27,8 +24,7 @@ CALIBRATION_IMAGES = 256
 CALIBRATION_SEED0_OFFSET = 500
 
 
-@dataclass(frozen=True)
-class CalibrationSet:
+class CalibrationSet(NamedTuple):
     """Where the calibration images come from, how many there are and a short digest of them."""
 
     name: str
@@ -77,8 +73,8 @@ def _reference_set(count: int) -> CalibrationSet:
 
 
 def calibration_set(
-    model: ModelInfo, images_dir: str | Path | None = None, count: int = CALIBRATION_IMAGES
-) -> CalibrationSet | None:
+    model: ModelInfo, images_dir: Union[str, Path, None] = None, count: int = CALIBRATION_IMAGES
+) -> Optional[CalibrationSet]:
     """Images from ``images_dir``, else the reference model's held-out scenes; None for a user's model without."""
     if images_dir is not None:
         return _folder_set(Path(images_dir), count)

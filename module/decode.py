@@ -6,10 +6,7 @@ The layout is detected from the output shape, so a user's own export drops in un
 - ``yolov5``: ``[B, A, 5+nc]``: cx, cy, w, h, objectness, per-class scores.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -24,8 +21,7 @@ YOLOV8_T = "yolov8-transposed"  # [B, A, 4+nc], as some exporters write it
 YOLOV5 = "yolov5"
 
 
-@dataclass(frozen=True)
-class OutputLayout:
+class OutputLayout(NamedTuple):
     """Which family an output belongs to and how many classes it scores."""
 
     family: str
@@ -33,7 +29,7 @@ class OutputLayout:
     anchors: int
 
 
-def detect_layout(shape: tuple, num_labels: int | None = None) -> OutputLayout:
+def detect_layout(shape: tuple, num_labels: Optional[int] = None) -> OutputLayout:
     """Tell the layout from an output shape (batch first; dynamic dims as None/str/-1 are fine).
 
     With a labels file the class count disambiguates a transposed YOLOv8 output ``[B, A, 4+nc]``
@@ -62,7 +58,7 @@ def detect_layout(shape: tuple, num_labels: int | None = None) -> OutputLayout:
     raise ModelError(f"unknown output layout {list(shape)}: too few channels for boxes and class scores")
 
 
-def layout_for(model: ModelInfo, backend: Backend) -> tuple[ModelInfo, OutputLayout]:
+def layout_for(model: ModelInfo, backend: "Backend") -> Tuple[ModelInfo, OutputLayout]:
     """The labels a run uses (the model's labels file, else the ONNX metadata the backend read) and the
     output layout told with their count: one rule for ``run``, ``bench`` and the golden outputs."""
     if model.labels is None and backend.metadata_labels:
@@ -70,19 +66,22 @@ def layout_for(model: ModelInfo, backend: Backend) -> tuple[ModelInfo, OutputLay
     return model, detect_layout(backend.output_shape, len(model.labels) if model.labels else None)
 
 
-@dataclass
 class Detections:
     """Detections of one image: x1,y1,x2,y2 boxes in input pixels, scores, class ids."""
 
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
+    def __init__(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> None:
+        self.boxes = boxes
+        self.scores = scores
+        self.classes = classes
+
+    def __repr__(self) -> str:
+        return f"Detections(boxes={self.boxes!r}, scores={self.scores!r}, classes={self.classes!r})"
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
 
-def _candidates(pred: np.ndarray, layout: OutputLayout, conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _candidates(pred: np.ndarray, layout: OutputLayout, conf: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's raw rows → (cxcywh boxes, best score, best class) above the threshold.
 
     The best score is a cheap max over all anchors; the argmax runs only on the few that pass.
@@ -122,7 +121,7 @@ def decode(
     conf_threshold: float = 0.25,
     iou_threshold: float = 0.45,
     max_detections: int = 300,
-) -> list[Detections]:
+) -> List[Detections]:
     """Decode a batch of raw outputs: score filter, cxcywh→xyxy, per-class NMS, top-k."""
     results = []
     for pred in np.asarray(output, dtype=np.float32):

@@ -1,7 +1,5 @@
 """Errors the module reports as one clear line (``python -m module`` exits 2 on them)."""
 
-from __future__ import annotations
-
 
 class ModuleError(Exception):
     """A problem the user can fix: bad model, bad source, missing backend, bad config."""

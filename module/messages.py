@@ -5,8 +5,6 @@ by the outbox), the frame id, per-stage timestamps, the model hash and the detec
 original-image pixels. Consumers that index DeepStream's minimal schema get ``objects`` too.
 """
 
-from __future__ import annotations
-
 from .decode import Detections
 from .model import ModelInfo
 from .sources import Frame

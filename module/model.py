@@ -1,24 +1,21 @@
 """The model file a run uses: path, content hash and class labels."""
 
-from __future__ import annotations
-
 import ast
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, Optional, Tuple, Union
 
 from .errors import ModelError
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "shapes-det.onnx"
 
 
-@dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(NamedTuple):
     """A model identified by its content: every message and result carries ``sha256``."""
 
     path: Path
     sha256: str
-    labels: tuple[str, ...] | None
+    labels: Optional[Tuple[str, ...]]
 
     def label(self, class_id: int) -> str:
         if self.labels is not None and 0 <= class_id < len(self.labels):
@@ -34,7 +31,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_labels(path: Path) -> tuple[str, ...]:
+def read_labels(path: Path) -> Tuple[str, ...]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -45,7 +42,7 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return labels
 
 
-def labels_from_metadata(metadata: dict) -> tuple[str, ...] | None:
+def labels_from_metadata(metadata: dict) -> Optional[Tuple[str, ...]]:
     """Class names from an Ultralytics export's ONNX metadata (``names: {0: 'person', ...}``)."""
     raw = metadata.get("names")
     if not raw:
@@ -61,7 +58,7 @@ def labels_from_metadata(metadata: dict) -> tuple[str, ...] | None:
     return None
 
 
-def load_model(path: str | Path | None = None, labels: str | Path | None = None) -> ModelInfo:
+def load_model(path: Union[str, Path, None] = None, labels: Union[str, Path, None] = None) -> ModelInfo:
     """Resolve a model path (default: the shipped reference model) and its labels.
 
     Labels come from ``labels`` when given, else from ``<model>.labels.txt`` beside the model;
@@ -71,7 +68,7 @@ def load_model(path: str | Path | None = None, labels: str | Path | None = None)
     if not model_path.is_file():
         raise ModelError(f"model file {model_path} not found: pass --model PATH to an .onnx (or .engine) file")
     if labels is not None:
-        label_names: tuple[str, ...] | None = read_labels(Path(labels))
+        label_names: Optional[Tuple[str, ...]] = read_labels(Path(labels))
     else:
         sibling = model_path.with_suffix(".labels.txt")
         label_names = read_labels(sibling) if sibling.is_file() else None

@@ -5,13 +5,10 @@ sets the pace; every frame gets a timestamp at each stage boundary. An error in 
 all of them and is re-raised by ``join``.
 """
 
-from __future__ import annotations
-
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -25,18 +22,38 @@ _END = object()
 PUT_POLL_S = 0.1
 
 
-@dataclass
 class PipelineConfig:
     """What the control API may change while running (thresholds, fps cap)."""
 
-    conf_threshold: float = 0.25
-    iou_threshold: float = 0.45
-    max_detections: int = 300
-    fps_cap: float = 0.0
+    FIELDS = ("conf_threshold", "iou_threshold", "max_detections", "fps_cap")
 
-    def update(self, changes: dict) -> PipelineConfig:
+    def __init__(
+        self,
+        conf_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_detections: int = 300,
+        fps_cap: float = 0.0,
+    ) -> None:
+        self.conf_threshold = conf_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.fps_cap = fps_cap
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The fields by name, in declaration order (what GET /config answers)."""
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.as_dict() == other.as_dict()  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return "PipelineConfig({})".format(", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()))
+
+    def update(self, changes: dict) -> "PipelineConfig":
         """Validated partial update; raises ValueError naming the bad field."""
-        fields = asdict(self)
+        fields = self.as_dict()
         for key, value in changes.items():
             if key not in fields:
                 raise ValueError("unknown config field '{}': fields are {}".format(key, ", ".join(fields)))
@@ -63,7 +80,7 @@ class Pipeline:
         layout: OutputLayout,
         frames: Iterator[Frame],
         emit: Emit,
-        config: PipelineConfig | None = None,
+        config: Optional[PipelineConfig] = None,
         batch: int = 1,
         queue_size: int = 4,
         batch_wait_s: float = 0.005,
@@ -75,7 +92,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self._frames = frames
         self._stop = threading.Event()
-        self._errors: list[BaseException] = []
+        self._errors: List[BaseException] = []
         self._q_pre: queue.Queue = queue.Queue(queue_size)
         self._q_infer: queue.Queue = queue.Queue(queue_size * batch)
         self._q_post: queue.Queue = queue.Queue(queue_size)
@@ -85,7 +102,7 @@ class Pipeline:
         ]
 
     # lifecycle -------------------------------------------------------------------------------------
-    def start(self) -> Pipeline:
+    def start(self) -> "Pipeline":
         for thread in self._threads:
             thread.start()
         return self
@@ -97,7 +114,7 @@ class Pipeline:
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
-    def join(self, timeout: float | None = None) -> bool:
+    def join(self, timeout: Optional[float] = None) -> bool:
         """Wait for the end of the stream (or a stop); True when finished. Re-raises a stage's error."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:

@@ -4,9 +4,7 @@ The same function feeds the engine, the golden outputs and the INT8 calibrator, 
 three see identical tensors.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -20,8 +18,7 @@ _SCALE = np.float32(1.0 / 255.0)
 _PAD = np.float32(PAD_VALUE) * _SCALE  # what the scaling gives a pad pixel, bit for bit
 
 
-@dataclass(frozen=True)
-class Letterbox:
+class Letterbox(NamedTuple):
     """How an image was placed in the model input, to map boxes back to image pixels."""
 
     scale: float
@@ -48,8 +45,8 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def letterbox(
-    image: np.ndarray, input_hw: tuple[int, int], out: np.ndarray | None = None
-) -> tuple[np.ndarray, Letterbox]:
+    image: np.ndarray, input_hw: Tuple[int, int], out: Optional[np.ndarray] = None
+) -> Tuple[np.ndarray, Letterbox]:
     """Place an HxWx3 uint8 RGB image into a 3xHxW float32 tensor (``out`` reused when given).
 
     The resized image is split into contiguous planes and scaled straight into ``out``; only the

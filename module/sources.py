@@ -5,12 +5,9 @@ A source is an iterator of ``Frame``; a spec string picks one on the command lin
 ``camera:INDEX`` (or ``/dev/videoN``).
 """
 
-from __future__ import annotations
-
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -19,14 +16,17 @@ from .errors import SourceError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
-@dataclass
 class Frame:
     """One image on its way through the pipeline, with a timestamp per stage (time.time() seconds)."""
 
-    frame_id: int
-    image: np.ndarray
-    name: str
-    ts: dict[str, float] = field(default_factory=dict)
+    def __init__(self, frame_id: int, image: np.ndarray, name: str, ts: Optional[Dict[str, float]] = None) -> None:
+        self.frame_id = frame_id
+        self.image = image
+        self.name = name
+        self.ts: Dict[str, float] = {} if ts is None else ts
+
+    def __repr__(self) -> str:
+        return f"Frame(frame_id={self.frame_id!r}, image={self.image!r}, name={self.name!r}, ts={self.ts!r})"
 
 
 def _cv2():
@@ -46,7 +46,7 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path) -> List[Path]:
     if not folder.is_dir():
         raise SourceError(f"image folder {folder} does not exist")
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -55,13 +55,13 @@ def list_images(folder: Path) -> list[Path]:
     return images
 
 
-def image_folder(folder: Path, limit: int | None = None) -> Iterator[Frame]:
+def image_folder(folder: Path, limit: Optional[int] = None) -> Iterator[Frame]:
     """List now (so a missing or empty folder fails at start, in the caller's thread), read lazily."""
     paths = list_images(folder)[:limit]
     return (Frame(index, read_image(path), path.name) for index, path in enumerate(paths))
 
 
-def _capture(target: str | int, what: str, limit: int | None) -> Iterator[Frame]:
+def _capture(target: Union[str, int], what: str, limit: Optional[int]) -> Iterator[Frame]:
     """Open now (so a bad file fails at start, in the caller's thread), read lazily."""
     cv2 = _cv2()
     # FFmpeg logs its own complaint about a bad file ("moov atom not found") to stderr; our error says it in one line.
@@ -72,7 +72,7 @@ def _capture(target: str | int, what: str, limit: int | None) -> Iterator[Frame]
     return _read(capture, what, target, limit)
 
 
-def _read(capture: object, what: str, target: str | int, limit: int | None) -> Iterator[Frame]:
+def _read(capture: object, what: str, target: Union[str, int], limit: Optional[int]) -> Iterator[Frame]:
     cv2 = _cv2()
     try:
         index = 0
@@ -88,7 +88,7 @@ def _read(capture: object, what: str, target: str | int, limit: int | None) -> I
         capture.release()
 
 
-def synthetic(frames: int | None, seed: int = 7, width: int = 640, height: int = 480) -> Iterator[Frame]:
+def synthetic(frames: Optional[int], seed: int = 7, width: int = 640, height: int = 480) -> Iterator[Frame]:
     """Moving synthetic objects, deterministic per (seed, frame): the virtual boards' camera."""
     from .synthetic import MovingScene
 
@@ -105,7 +105,7 @@ def cycle(images: Sequence[np.ndarray], frames: int) -> Iterator[Frame]:
         yield Frame(index, images[index % len(images)], f"memory#{index % len(images)}")
 
 
-def open_source(spec: str, limit: int | None = None) -> Iterator[Frame]:
+def open_source(spec: str, limit: Optional[int] = None) -> Iterator[Frame]:
     """Open a source from its spec (see module docstring); errors name the spec and what to do."""
     kind, _, arg = spec.partition(":")
     if kind == "synthetic":

@@ -1,10 +1,9 @@
 """Running statistics of a pipeline: frame counts, FPS and latency percentiles per stage."""
 
-from __future__ import annotations
-
 import threading
 import time
 from collections import deque
+from typing import Dict, List, Union
 
 import numpy as np
 
@@ -19,7 +18,7 @@ STAGES = {
 }
 
 
-def percentiles_ms(values_s: list[float] | np.ndarray) -> dict[str, float]:
+def percentiles_ms(values_s: Union[List[float], np.ndarray]) -> Dict[str, float]:
     """p50/p90/p95/p99 in milliseconds, plus mean; empty input gives an empty dict."""
     data = np.asarray(values_s, dtype=np.float64) * 1000.0
     if data.size == 0:
@@ -40,7 +39,7 @@ class PipelineStats:
         self.detections = 0
         self.started = time.time()
 
-    def record(self, ts: dict[str, float], detections: int) -> None:
+    def record(self, ts: Dict[str, float], detections: int) -> None:
         with self._lock:
             for name, (start, end) in STAGES.items():
                 if start in ts and end in ts:
@@ -59,7 +58,7 @@ class PipelineStats:
         span = recent[-1] - recent[0]
         return (len(recent) - 1) / span if span > 0 else 0.0
 
-    def stage_samples(self, name: str) -> list[float]:
+    def stage_samples(self, name: str) -> List[float]:
         with self._lock:
             return list(self._stage[name])
 

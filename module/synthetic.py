@@ -20,15 +20,12 @@ Gaussian noise. The same seed gives identical bytes with the same numpy on the s
 Split convention: training scenes use seeds ``TRAIN_SEED0 + i``, validation scenes ``VAL_SEED0 + i``.
 """
 
-from __future__ import annotations
-
 import math
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, List, Tuple
 
 import numpy as np
 
-CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring", "diamond")
+CLASSES: Tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring", "diamond")
 TRAIN_SEED0 = 0
 VAL_SEED0 = 1_000_000
 
@@ -41,24 +38,27 @@ MAX_OVERLAP = 0.3
 _Sdf = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-@dataclass
 class Scene:
     """One image with its ground truth."""
 
-    image: np.ndarray  # HxWx3 uint8 RGB
-    boxes: np.ndarray  # (N,4) float32 x1,y1,x2,y2 pixels
-    classes: np.ndarray  # (N,) int64
+    def __init__(self, image: np.ndarray, boxes: np.ndarray, classes: np.ndarray) -> None:
+        self.image = image  # HxWx3 uint8 RGB
+        self.boxes = boxes  # (N,4) float32 x1,y1,x2,y2 pixels
+        self.classes = classes  # (N,) int64
+
+    def __repr__(self) -> str:
+        return f"Scene(image={self.image!r}, boxes={self.boxes!r}, classes={self.classes!r})"
 
 
-@dataclass
 class _Shape:
     """A shape centred on the origin: signed distance (pixels, negative inside) and its box relative to the centre."""
 
-    cls: int
-    sdf: _Sdf
-    extent: tuple[float, float, float, float]
+    def __init__(self, cls: int, sdf: _Sdf, extent: Tuple[float, float, float, float]) -> None:
+        self.cls = cls
+        self.sdf = sdf
+        self.extent = extent
 
-    def raster(self, cx: float, cy: float) -> tuple[int, int, np.ndarray]:
+    def raster(self, cx: float, cy: float) -> Tuple[int, int, np.ndarray]:
         """Anti-aliased coverage of the shape centred at (cx, cy): top-left pixel and float32 alpha patch."""
         ex1, ey1, ex2, ey2 = self.extent
         x0 = math.floor(cx + ex1) - 1
@@ -201,7 +201,7 @@ def _blend(img: np.ndarray, x0: int, y0: int, alpha: np.ndarray, premult: np.nda
     patch += premult
 
 
-def _overlap(box: np.ndarray, others: list[np.ndarray]) -> float:
+def _overlap(box: np.ndarray, others: List[np.ndarray]) -> float:
     """Largest share of the smaller box covered by the other, over ``others``."""
     worst = 0.0
     area = (box[2] - box[0]) * (box[3] - box[1])
@@ -226,8 +226,8 @@ def render_scene(seed: int, width: int = 320, height: int = 320) -> Scene:
     """Render the still scene for ``seed``: 1..6 shapes on a textured background, all fully inside the image."""
     rng = np.random.default_rng(seed)
     img = _background(rng, width, height)
-    boxes: list[np.ndarray] = []
-    classes: list[int] = []
+    boxes: List[np.ndarray] = []
+    classes: List[int] = []
     for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
         for _attempt in range(30):
             cls = int(rng.integers(len(CLASSES)))

@@ -7,13 +7,10 @@ fixed when the module starts (the engine is built for them), so a desired value 
 rather than pretended. The twin is the IoT Edge sink's module client (one identity, one connection to edgeHub).
 """
 
-from __future__ import annotations
-
 import itertools
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger("module.twin")
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -27,7 +24,7 @@ class ModuleTwin:
         self._client, self._running, self._set_config = client, running, set_config
         self._stop = threading.Event()
 
-    def start(self) -> ModuleTwin:
+    def start(self) -> "ModuleTwin":
         """Read the twin and report, on a thread of its own: edgeHub may not be up yet when the module starts."""
         threading.Thread(target=self._first_sync, name="module-twin", daemon=True).start()
         return self

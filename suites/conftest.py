@@ -343,12 +343,20 @@ def deploy_target(request: pytest.FixtureRequest, board: Board, module_dir: Path
 
 
 @pytest.fixture(scope="session")
-def deployed(deploy_target: DeployTarget, deploy_method: str, record_testsuite_property) -> Iterator[ModuleHandle]:
-    """The module deployed (by the session's deploy method) and running; stopped at the end of the session."""
+def service_backend(request: pytest.FixtureRequest) -> str | None:
+    """--backend: the module's backend in every deploy of this session (None: the board's `backend:`, else auto)."""
+    return request.config.getoption("--backend")
+
+
+@pytest.fixture(scope="session")
+def deployed(deploy_target: DeployTarget, deploy_method: str, service_backend: str | None,
+             record_testsuite_property) -> Iterator[ModuleHandle]:
+    """The module deployed (by the session's deploy method, with the session's backend) and running; stopped at the
+    end of the session."""
     board = deploy_target.board
     record_testsuite_property("deploy_method", deploy_method)
     try:
-        handle = deployer_for(deploy_method, deploy_target).deploy(ServiceSpec())
+        handle = deployer_for(deploy_method, deploy_target).deploy(ServiceSpec(backend=service_backend))
     except HarnessError as exc:
         pytest.fail(f"deploying the module to {board.name} ({deploy_method}) failed: {exc}", pytrace=False)
     info = handle.api("/info")

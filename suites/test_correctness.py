@@ -82,7 +82,7 @@ def board_run(precision: str, deployed: ModuleHandle, module_info: dict, board: 
         timeout=900,
     )
     if not result.ok:
-        pytest.fail(f"module run on {board.name} failed (exit {result.exit_status}): "
+        pytest.fail(f"module run on {board.name} failed (exit {result.exit_code}): "
                     f"{(result.stderr or result.stdout).strip()[-800:]}", pytrace=False)
     local = tmp_path_factory.mktemp(run_id) / "detections.jsonl"
     deployed.board.transport.get(out, local)

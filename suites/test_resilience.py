@@ -48,14 +48,15 @@ class Uplinked:
     """The module publishing to the uplink, the harness subscribed, and a way to run a case on them."""
 
     def __init__(self, board: Board, deployer: Deployer, endpoint: UplinkEndpoint, collector: Collector,
-                 run_dir: Path, say: Callable[[str], None]) -> None:
+                 run_dir: Path, say: Callable[[str], None], backend: str | None) -> None:
         self.board, self.deployer, self.endpoint, self.collector = board, deployer, endpoint, collector
-        self.run_dir, self.say = run_dir, say
+        self.run_dir, self.say, self.backend = run_dir, say, backend
         self.outbox_max = OUTBOX_MAX
         self.handle = self.deploy(OUTBOX_MAX)
 
     def spec(self, outbox_max: int) -> ServiceSpec:
-        return ServiceSpec(sink=self.endpoint.sink_url, fps_cap=FPS_CAP, extra=("--outbox-max", str(outbox_max)))
+        return ServiceSpec(sink=self.endpoint.sink_url, fps_cap=FPS_CAP, backend=self.backend,
+                           extra=("--outbox-max", str(outbox_max)))
 
     def deploy(self, outbox_max: int) -> ModuleHandle:
         """The module with this outbox bound (a no-op when it already runs so)."""
@@ -103,7 +104,8 @@ def _board_picture(board: Board, handle: ModuleHandle) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def uplink_setup(request: pytest.FixtureRequest, board: Board, deployed: ModuleHandle, deploy_target: DeployTarget,
-                 deploy_method: str, run_dir: Path, record_testsuite_property) -> Iterator[Uplinked | str]:
+                 deploy_method: str, service_backend: str | None, run_dir: Path,
+                 record_testsuite_property) -> Iterator[Uplinked | str]:
     """The uplink and the module on it for this file; the reason as a string when it cannot be had (reported
     once by the first test, the others skip). On the way out the module runs again as the other suites use it,
     and the board's fault rules, qdiscs and module state must be as they were."""
@@ -120,8 +122,8 @@ def uplink_setup(request: pytest.FixtureRequest, board: Board, deployed: ModuleH
         collector = Collector(*endpoint.local, endpoint.topic)
         stack.callback(collector.close)
         deployer = deployer_for(deploy_method, deploy_target)  # the session's method
-        stack.callback(deployer.deploy, ServiceSpec())
-        uplinked = Uplinked(board, deployer, endpoint, collector, run_dir, say)
+        stack.callback(deployer.deploy, ServiceSpec(backend=service_backend))  # as the session deployed it
+        uplinked = Uplinked(board, deployer, endpoint, collector, run_dir, say, service_backend)
     except HarnessError as exc:
         stack.close()
         yield str(exc)

@@ -11,6 +11,10 @@ the median over the rounds, with its spread.
 Judged: the power mode must still be the one applied when the bench ends; the profile's floors
 (for this backend and device, on measured figures only); and with ``--baseline`` the regression
 gate of ``suites/regression.yaml`` against the same configuration in an earlier run.
+
+Where the board has JetPack's trtexec and the module ran TensorRT, trtexec also runs the module's own engine at
+the same batch: its throughput is the limit, and `raw_over_trtexec` says how close the module's raw FPS comes to
+it (NVIDIA's jetson_benchmarks judge boards with trtexec). Elsewhere a `trtexec_available` row of 0 says so.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from harness.results import BenchmarkFile, ResultsWriter, RowContext, benchmark_
 from harness.telemetry.phases import Figure, bench_figures, stalls
 from harness.telemetry.sources import sampler_for
 from harness.telemetry.window import TelemetryWindow, TimedSample
+from harness.trtexec import limit_rows
 
 WARMUP_ITERATIONS = 10
 #: a measurement found invalid (a stall, telemetry gone quiet, the link broken) is taken once more, then failed
@@ -73,7 +78,7 @@ def measure(module: ModuleHandle, board: Board, mode: PowerMode, args: list[str]
     except HarnessError as exc:
         return None, [], [f"telemetry lost during the bench ({exc})"]
     if not run.ok:
-        pytest.fail(f"bench on {board.name} failed (exit {run.exit_status}): {run.stderr.strip()[-800:]}",
+        pytest.fail(f"bench on {board.name} failed (exit {run.exit_code}): {run.stderr.strip()[-800:]}",
                     pytrace=False)
     after = board.power_mode()
     if after.id != mode.id:
@@ -115,6 +120,12 @@ def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, 
                       backend=bench["backend"], device=bench["device"], quantizer=bench["quantizer"])
     rows = [row for f in figures for row in observations(replace(context, phase=f.phase), [f.row()], modeled)]
     results.write_all(rows)
+    limit = limit_rows(board, bench, batch, duration, context)
+    results.write_all(limit.rows)
+    if limit.failed:
+        warnings.warn(f"{board.name} {mode_applied.name} b{batch} {precision}: {limit.line}", stacklevel=1)
+    else:
+        print(limit.line)
     by_phase = {(r.phase, r.metric): r for r in rows}
     benchmarks.add(benchmark_entry(
         f"throughput[{mode_applied.name}-b{batch}-{precision}]",

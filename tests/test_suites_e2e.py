@@ -60,8 +60,17 @@ def test_suites_deploy_measure_and_record_every_observation(board_name: str, tmp
                 assert row["source"] == "modeled" and float(row["value"]) > 0, row
         assert per_phase[precision, "1", "raw", "raw_fps"]["source"] == "measured"
         assert per_phase[precision, "1", "raw", "raw_fps"]["spread"] != ""  # median of 3 rounds, with its spread
+    # no trtexec on a virtual board: each throughput configuration has one row that says so
+    assert {(r["precision"], r["batch"]) for r in throughput if r["metric"] == "trtexec_available"
+            and r["phase"] == "trtexec" and r["value"] == "0.0"} == {(p, b) for p in ("fp32", "fp16", "int8")
+                                                                    for b in ("1", "4")}
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert {"board", "l4t", "jetpack", "model_sha256", "harness_version", "onnxruntime"} <= set(properties)
+    # the board's stack and the backend, in one line before the first test, and in the JUnit file
+    stack_line = properties["board_stack"]
+    assert stack_line.startswith(f"JetPack {properties['jetpack']} · Python 3.")
+    assert stack_line.endswith("· no TensorRT · no CUDA runtime → onnxruntime (asked for)")
+    assert f": {stack_line}" in done.stdout
     assert (tmp_path / "e2e" / "benchmark.json").is_file()
     # the session's end: the run in the history, its report written from it, paths printed
     report = json.loads((tmp_path / "e2e" / "report.json").read_text())

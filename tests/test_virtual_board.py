@@ -208,6 +208,10 @@ def test_hil_probe_virtual_xavier_nx(virtual_board: Board, tmp_path: Path) -> No
     for expected in ("NVIDIA Jetson Xavier NX Developer Kit", "p3668-0001", "32.7.6", "4.6.6",
                      "MODE_15W_6CORE (2)", "power"):
         assert expected in done.stdout
+    # no TensorRT on a virtual board: its inventory entry asks for ONNX Runtime on the CPU, and the line says so
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("module: ")]
+    assert line.startswith("module: JetPack 4.6.6 · Python 3.")
+    assert line.endswith("· no TensorRT · no CUDA runtime → onnxruntime (asked for)")
 
 
 @pytest.mark.parametrize("virtual_board", ["xavier-nx"], indirect=True)

@@ -17,6 +17,7 @@ from functools import cached_property
 from harness.board.identity import Identity, l4t_outside, profile_mismatch, read_identity
 from harness.board.jetson_clocks import ClocksStatus, JetsonClocks
 from harness.board.nvpmodel import Nvpmodel, PowerModeState
+from harness.board.stack import BoardStack, read_stack
 from harness.board.state import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
 from harness.board.state import BoardState
 from harness.errors import CommandFailed, ConfigError, HarnessError, TransportError
@@ -39,7 +40,8 @@ class Board:
     """One leased board: name from the inventory, its profile, and the transport that reaches it."""
 
     def __init__(self, name: str, profile: DeviceProfile, transport: Transport,
-                 power_cycle: str | None = None, watchdog_s: float = DEFAULT_WATCHDOG_S) -> None:
+                 power_cycle: str | None = None, watchdog_s: float = DEFAULT_WATCHDOG_S,
+                 backend: str = "auto") -> None:
         self.name = name
         self.profile = profile
         self.transport = transport
@@ -47,6 +49,9 @@ class Board:
         #: why the board stopped answering mid-session (set by whoever found out); nothing is sent to it after
         self.lost: str | None = None
         self._identity: Identity | None = None
+        self._stack: BoardStack | None = None
+        #: the module's backend on this board unless a run asks for another (the inventory's `backend:`)
+        self.backend = backend
         #: every change a session makes to the board goes through here (journal, heartbeat, restore)
         self.state = BoardState(self, timeout_s=watchdog_s)
 
@@ -64,7 +69,7 @@ class Board:
         naming the board and `what` failed with the script's last line of error."""
         result = self.transport.run(f"{self.sudo}sh -c {shlex.quote(script)}", timeout=timeout, stdin=stdin)
         if not result.ok:
-            detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [f"exit {result.exit_status}"]
+            detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [f"exit {result.exit_code}"]
             raise HarnessError(f"{self.name}: {what} failed: {detail[0]}")
         return result.stdout
 
@@ -81,6 +86,13 @@ class Board:
         if self._identity is None:
             self._identity = read_identity(self.transport)
         return self._identity
+
+    def stack(self) -> BoardStack:
+        """Read once per Board, like the identity: what the module will find on the board (Python, TensorRT,
+        CUDA runtime, OpenCV)."""
+        if self._stack is None:
+            self._stack = read_stack(self.transport, self.name)
+        return self._stack
 
     def check_identity(self) -> None:
         """Refuse a board whose identity contradicts its profile (an inventory typo would apply another

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.deploy.readiness import BACKENDS, readiness_of
 from harness.inventory import BoardEntry, SshTransportConfig
 from harness.lab import DEFAULT_LEASE_TIMEOUT_S, load_inventory, open_board
 from harness.profiles import all_profiles
@@ -95,8 +97,15 @@ DeviceOption = Annotated[str, typer.Option("--device", help="board name, profile
 LeaseTimeout = Annotated[float, typer.Option(help="seconds to wait for a free board")]
 
 
-def probe(device: DeviceOption, lab: LabOption = None, lease_timeout: LeaseTimeout = DEFAULT_LEASE_TIMEOUT_S) -> None:
-    """Connect to a board and print what it is: model, part number, L4T, JetPack, power mode, clocks, telemetry."""
+Backend = enum.Enum("Backend", {name: name for name in BACKENDS}, type=str)  # typer's choices
+BackendOption = Annotated[Backend | None, typer.Option(
+    "--backend", help="the module's backend to check for (default: the board's)")]
+
+
+def probe(device: DeviceOption, lab: LabOption = None, lease_timeout: LeaseTimeout = DEFAULT_LEASE_TIMEOUT_S,
+          backend: BackendOption = None) -> None:
+    """Connect to a board and print what it is: model, part number, L4T, JetPack, power mode, clocks, telemetry,
+    and the module's stack line (Python, TensorRT, CUDA runtime → the backend it will use, or what it lacks)."""
     with open_board(device, load_inventory(lab), lease_timeout, purpose="hil probe") as board:
         identity = board.identity()
         mode = board.power_mode()
@@ -119,3 +128,6 @@ def probe(device: DeviceOption, lab: LabOption = None, lease_timeout: LeaseTimeo
         for key, value in rows:
             table.add_row(key, value)
         out.print(table)
+        # whole, on a line of its own (no table wrap): what the module will find and run there, or what it lacks
+        line = readiness_of(board, backend.value if backend else None).line()
+        out.print(f"module: {line}", soft_wrap=True, markup=False, highlight=False)

@@ -45,7 +45,7 @@ from harness.transport.ssh import SshTransport
 from .bundle import MODULE_DIR, module_bundle, requirements_text
 from .handle import DeployReport, ModuleHandle, api_request_code
 from .service import ServiceSpec
-from .wheelhouse import PROBE_COMMAND, PythonTarget, parse_probe, wheelhouse
+from .wheelhouse import PIP_BOOTSTRAP, PROBE_COMMAND, PythonTarget, parse_probe, wheelhouse
 
 DOCKER_DIR = MODULE_DIR / "docker"
 IMAGE_REPOSITORY = "jetson-hil-module"
@@ -71,27 +71,23 @@ class ImageRecipe:
     name: str
     dockerfile: str
     base: str
-    cuda_python: str | None = None  # the Jetson Dockerfile's CUDA_PYTHON build argument
     python: PythonTarget | None = None
 
     def with_base(self, base: str) -> ImageRecipe:
         return replace(self, base=base, python=None)
 
-    def requirements(self, module_requirements: str) -> str:
-        """What the image installs with pip: the module's requirements plus cuda-python on Jetson."""
-        return module_requirements + (f"{self.cuda_python}\n" if self.cuda_python else "")
-
     def build_args(self) -> dict[str, str]:
-        return {"BASE": self.base, **({"CUDA_PYTHON": self.cuda_python} if self.cuda_python else {})}
+        return {"BASE": self.base}
 
 
-#: JetPack 5 is L4T r35 (Ubuntu 20.04, Python 3.8); JetPack 6 is L4T r36 (Ubuntu 22.04, Python 3.10)
+#: JetPack 5 is L4T r35 (Ubuntu 20.04, Python 3.8); JetPack 6 is L4T r36 (Ubuntu 22.04, Python 3.10); the base
+#: images bring TensorRT's bindings and libcudart, which the module calls through ctypes (no cuda-python)
 RECIPES = {
     "cpu": ImageRecipe("cpu", "Dockerfile.cpu", "python:3.11-slim"),
     "jetpack5": ImageRecipe("jetpack5", "Dockerfile.jetson", "nvcr.io/nvidia/l4t-tensorrt:r8.5.2-runtime",
-                            "cuda-python>=11.8,<12", PythonTarget(3, 8, "aarch64", (2, 31))),
+                            PythonTarget(3, 8, "aarch64", (2, 31))),
     "jetpack6": ImageRecipe("jetpack6", "Dockerfile.jetson", "nvcr.io/nvidia/l4t-tensorrt:r10.3.0-runtime",
-                            "cuda-python>=12,<13", PythonTarget(3, 10, "aarch64", (2, 35))),
+                            PythonTarget(3, 10, "aarch64", (2, 35))),
 }
 RECIPE_BY_L4T_MAJOR = {35: "jetpack5", 36: "jetpack6"}
 
@@ -135,7 +131,7 @@ def module_image_tag(bundle_sha: str, recipe: ImageRecipe, module_requirements: 
     """``jetson-hil-module:<bundle sha[:12]>-<recipe digest[:8]>``: the bundle alone would let a CPU
     image and a Jetson image of one module (or one built for another CPU) share a name."""
     dockerfile = (DOCKER_DIR / recipe.dockerfile).read_bytes()
-    recipe_text = json.dumps([recipe.build_args(), recipe.requirements(module_requirements), arch]).encode()
+    recipe_text = json.dumps([recipe.build_args(), module_requirements, arch]).encode()
     digest = hashlib.sha256(dockerfile + b"\0" + recipe_text).hexdigest()
     return f"{IMAGE_REPOSITORY}:{bundle_sha[:12]}-{digest[:8]}"
 
@@ -182,7 +178,8 @@ def build_module_image(
     """
     console = console or Console(stderr=True)
     target = recipe.python or _probe_python(client, recipe.base, platform)
-    wheels = wheelhouse(recipe.requirements(requirements_text(module_dir)), target, console)
+    # a newer pip rides along: JetPack 5's image has Ubuntu 20.04's pip 20.0.2, which cannot install manylinux_2_x
+    wheels = wheelhouse(f"{requirements_text(module_dir)}\n{PIP_BOOTSTRAP}\n", target, console)
     console.print(f"[bold]docker[/]: building {tag} from {recipe.base} ({recipe.dockerfile}, {target.tag})")
     started = time.monotonic()
     last = "no output"
@@ -425,7 +422,7 @@ class DockerDeployer:
         return True
 
     def deploy(self, service: ServiceSpec | None = None) -> DockerModuleHandle:
-        service = service or ServiceSpec()
+        service = (service or ServiceSpec()).on(self.board.backend)
         started = time.monotonic()
         self._check_runtime()
         bundle = module_bundle(self.module_dir)

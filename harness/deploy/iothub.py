@@ -167,7 +167,7 @@ class IotHubDeployer:
                                             version=module_version(image, service, root))
 
     def deploy(self, service: ServiceSpec | None = None) -> ModuleHandle:
-        service = self.runtime.service(service or ServiceSpec())
+        service = self.runtime.service((service or ServiceSpec()).on(self.board.backend))
         started = time.monotonic()
         self.runtime.prepare()
         image = self.runtime.publish()

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
 
 from harness.board import Board
 from harness.board.boot import rc_local_entry
+from harness.board.stack import BoardStack
 from harness.errors import DeployError
 from harness.transport.base import CommandResult
 
 from .bundle import MODULE_DIR, module_bundle, requirements_text
 from .handle import SYSTEMD_UNIT as UNIT
 from .handle import DeployReport, ModuleHandle, put_bytes
+from .readiness import readiness_of
 from .service import ServiceSpec
-from .wheelhouse import PROBE_COMMAND, PythonTarget, parse_probe, requirements_sha, wheelhouse
+from .wheelhouse import PIP_BOOTSTRAP, PythonTarget, requirements_for, requirements_sha, wheelhouse
 
 ROOT_NAME = "jetson-hil"
 STOP_TIMEOUT_S = 20
@@ -39,13 +41,13 @@ echo "service=$(cat "$root/run/service" 2>/dev/null)"
 pid=$(cat "$root/run/supervisor.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null && echo "supervisor=alive"
 [ -d /run/systemd/system ] && echo "systemd=yes"
 systemctl is-active --quiet {unit} 2>/dev/null && echo "unit=active"
-echo "python=$({probe} 2>&1 | tail -n 1)"
+true  # the state is what was printed: an inactive unit is no failure to read it
 """
 
 
 def _status(board: Board, root: str | None = None) -> dict[str, str]:
     """What is on the board at `root` (default: ~/jetson-hil, or $JETSON_HIL_ROOT there)."""
-    script = _STATUS.format(name=ROOT_NAME, unit=UNIT, probe=PROBE_COMMAND)
+    script = _STATUS.format(name=ROOT_NAME, unit=UNIT)
     env = f"JETSON_HIL_ROOT={shlex.quote(root)} " if root else ""
     result = board.transport.run(f"{env}sh -c {shlex.quote(script)}", timeout=30)
     if not result.ok:
@@ -56,8 +58,20 @@ def _status(board: Board, root: str | None = None) -> dict[str, str]:
 def _check(result: CommandResult, board: Board, step: str) -> CommandResult:
     if not result.ok:
         detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
-        raise DeployError(f"{board.name}: {step} failed (exit {result.exit_status}): {' | '.join(detail)}")
+        raise DeployError(f"{board.name}: {step} failed (exit {result.exit_code}): {' | '.join(detail)}")
     return result
+
+
+def python_target(stack: BoardStack, board: str) -> PythonTarget:
+    """What the board's wheels must match, from its stack."""
+    if stack.glibc is None:
+        raise DeployError(f"{board}: its python3 does not run on glibc ({stack.machine}); the module's wheels need it")
+    glibc_major, glibc_minor = (int(part) for part in stack.glibc.split(".")[:2])
+    return PythonTarget(*stack.python_version, stack.machine, (glibc_major, glibc_minor))
+
+
+#: what JetPack brings itself when the board has it: its OpenCV is built for the board (GStreamer, CUDA)
+SYSTEM_PACKAGES = {"opencv-python-headless": lambda stack: stack.opencv is not None}
 
 
 @dataclass(frozen=True)
@@ -91,8 +105,10 @@ class NativeDeployer:
         copied = state.get("bundle") != bundle.sha256
         if copied:
             self._copy_bundle(root, bundle.tarball(), bundle.sha256)
-        target = parse_probe(state.get("python", ""))
-        requirements = requirements_text(self.module_dir)
+        stack = self.board.stack()
+        target = python_target(stack, self.board.name)
+        skip = [name for name, present in SYSTEM_PACKAGES.items() if present(stack)]
+        requirements = requirements_for(requirements_text(self.module_dir), skip)
         req_sha = requirements_sha(requirements, target)
         installed = state.get("venv") != req_sha
         if installed:
@@ -102,6 +118,9 @@ class NativeDeployer:
     def deploy(self, service: ServiceSpec | None = None) -> ModuleHandle:
         service = service or ServiceSpec()
         started = time.monotonic()
+        readiness = readiness_of(self.board, service.backend)
+        service = replace(service, backend=readiness.check())  # refused here, before anything is copied
+        self._say(readiness.line())
         staged = self.stage()
         root, copied, installed, state = staged.root, staged.copied, staged.installed, staged.state
         manager = "systemd" if state.get("systemd") == "yes" else "supervisor"
@@ -127,7 +146,9 @@ class NativeDeployer:
         _check(self.board.transport.run(script, timeout=120), self.board, "unpacking the module bundle")
 
     def _install(self, root: str, requirements: str, target: PythonTarget, req_sha: str) -> None:
-        wheels = wheelhouse(requirements, target, self.console)
+        # the venv starts with the distro's pip (9.0.1 on JetPack 4, 20.0.2 on JetPack 5), which cannot install
+        # manylinux2014 or manylinux_2_x wheels: a newer pip from the same wheelhouse goes in first
+        wheels = wheelhouse(f"{requirements}\n{PIP_BOOTSTRAP}\n", target, self.console)
         q = shlex.quote
         present = set(self.board.transport.run(f"ls {q(root)}/wheels", timeout=30).stdout.split())
         missing = sorted(p for p in wheels.glob("*.whl") if p.name not in present)
@@ -142,6 +163,8 @@ class NativeDeployer:
         venv = f"{root}/venv"
         script = (
             f"set -e; [ -x {q(venv)}/bin/python ] || python3 -m venv --system-site-packages {q(venv)}; "
+            f"{q(venv)}/bin/python -m pip install --quiet --no-index --disable-pip-version-check "
+            f"--find-links {q(root)}/wheels {q(PIP_BOOTSTRAP)}; "
             f"{q(venv)}/bin/python -m pip install --quiet --no-index --disable-pip-version-check "
             f"--find-links {q(root)}/wheels -r {q(root)}/wheels/requirements.txt; "
             f"echo {req_sha} > {q(venv)}/.jetson-hil-requirements"

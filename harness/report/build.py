@@ -17,7 +17,8 @@ from harness.report.runs import RunData
 THROUGHPUT = (("raw FPS", "raw", "raw_fps"), ("pipeline FPS", "pipeline", "pipeline_fps"),
               ("p50 ms", "raw", "latency_p50"), ("p99 ms", "raw", "latency_p99"),
               ("power W", "pipeline", "power_mean"), ("J/frame", "pipeline", "energy_per_frame"),
-              ("FPS/W", "pipeline", "fps_per_w"))
+              ("FPS/W", "pipeline", "fps_per_w"), ("trtexec FPS", "trtexec", "trtexec_fps"),
+              ("raw/trtexec", "trtexec", "raw_over_trtexec"))
 RESILIENCE = (("expected", "messages_expected"), ("delivered", "messages_delivered"),
               ("missing", "messages_missing"), ("duplicates", "messages_duplicates"),
               ("dropped", "messages_dropped_overflow"), ("drain s", "drain_s"),

@@ -56,7 +56,9 @@ class VirtualBoard:
         """The inventory entry that reaches this board (plain SSH, as for a real one)."""
         return BoardEntry(name=self.name, profile=self.profile, tags=list(tags), transport=SshTransportConfig(
             kind="ssh", host="127.0.0.1", port=self.port, user="root", key=self.key_file,
-            known_hosts=self.known_hosts), iothub=iothub_config(self.name))
+            known_hosts=self.known_hosts), iothub=iothub_config(self.name),
+            # no TensorRT here, as on a JetPack without it: the host CPU's ONNX Runtime, chosen explicitly
+            backend="onnxruntime")
 
     @classmethod
     def of(cls, container: Container) -> VirtualBoard:

@@ -1,8 +1,7 @@
 """The interface every inference backend implements."""
 
-from __future__ import annotations
-
 from abc import ABC, abstractmethod
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -21,21 +20,23 @@ class Backend(ABC):
     precision: str
     device: str
     input_name: str
-    input_hw: tuple[int, int]
+    input_hw: Tuple[int, int]
     max_batch: int
     output_shape: tuple
     #: class names the model file itself carries (Ultralytics ONNX metadata), when it does
-    metadata_labels: tuple[str, ...] | None = None
+    metadata_labels: Optional[Tuple[str, ...]] = None
+    #: the serialized engine file this backend runs, where it builds one (TensorRT): the harness runs trtexec on it
+    engine_path: Optional[str] = None
     #: each precision this backend runs → what reduces the model to it (None: the model as exported);
     #: other precisions are refused when it opens; /info, the bench and the results report them
-    quantizers: dict[str, str | None] = {"fp32": None}
+    quantizers: Dict[str, Optional[str]] = {"fp32": None}
 
     @property
-    def precisions(self) -> tuple[str, ...]:
+    def precisions(self) -> Tuple[str, ...]:
         return tuple(self.quantizers)
 
     @property
-    def quantizer(self) -> str | None:
+    def quantizer(self) -> Optional[str]:
         """What made the model this backend runs (None for the exported FP32 graph)."""
         return self.quantizers.get(self.precision)
 
@@ -49,7 +50,7 @@ class Backend(ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (``[n, 3, H, W]`` float32, n <= max_batch) and return ``[n, ...]`` float32."""
 
-    def versions(self) -> dict[str, str]:
+    def versions(self) -> Dict[str, str]:
         """Library versions that identify this backend in results (overridden where known)."""
         return {}
 
@@ -57,7 +58,7 @@ class Backend(ABC):
     def close(self) -> None:
         """Release engine and device memory (idempotent)."""
 
-    def __enter__(self) -> Backend:
+    def __enter__(self) -> "Backend":
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,8 +4,6 @@ An engine is only valid for the exact TensorRT version and GPU it was built on, 
 them are in the key; a changed model gets a new hash and therefore a new engine.
 """
 
-from __future__ import annotations
-
 import os
 import re
 from pathlib import Path

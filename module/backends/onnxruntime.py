@@ -4,10 +4,9 @@ FP32 runs the ONNX graph as exported; FP16 and INT8 run it converted by ONNX Run
 (``ort_precision``), so reduced precisions are real wherever ONNX Runtime runs, TensorRT or not.
 """
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import onnxruntime as ort
@@ -22,7 +21,7 @@ from .ort_precision import QUANTIZERS, reduced_model
 _PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-def _spatial(shape: list, model: ModelInfo) -> tuple[int, int]:
+def _spatial(shape: list, model: ModelInfo) -> Tuple[int, int]:
     if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[2:]):
         raise ModelError(
             f"{model.path}: input shape {shape} is not [batch, 3, H, W] with fixed H and W; "
@@ -44,8 +43,8 @@ class OnnxRuntimeBackend(Backend):
         precision: str,
         batch: int,
         device: str,
-        threads: int | None = None,
-        calibration: CalibrationSet | None = None,
+        threads: Optional[int] = None,
+        calibration: Optional[CalibrationSet] = None,
     ):
         self._accept(precision)
         available = ort.get_available_providers()
@@ -97,7 +96,7 @@ class OnnxRuntimeBackend(Backend):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run([self._output_name], {self.input_name: batch})[0]
 
-    def versions(self) -> dict[str, str]:
+    def versions(self) -> Dict[str, str]:
         return {"onnxruntime": ort.__version__}
 
     def close(self) -> None:

@@ -18,11 +18,11 @@ A converted model is keyed by the model's hash, ONNX Runtime's version, the prec
 calibration set's digest, like a TensorRT engine.
 """
 
-from __future__ import annotations
-
+import contextlib
 import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 from ..calibration import CalibrationSet
 from ..errors import BackendUnavailable, ModuleError
@@ -59,36 +59,72 @@ def prediction_convs(model: object) -> list:
     return found
 
 
+def resize_constants(model: object) -> list:
+    """Names of the Constant nodes that feed a Resize its roi, scales or sizes."""
+    graph = model.graph  # type: ignore[attr-defined]
+    producer = {out: node for node in graph.node for out in node.output}
+    found = []
+    for node in graph.node:
+        if node.op_type == "Resize":
+            found += [producer[i].name for i in node.input[1:] if i in producer and producer[i].op_type == "Constant"]
+    return found
+
+
 def _fp16(source: Path, target: Path) -> None:
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers import float16
 
-    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
+    model = onnx.load(str(source))
+    options = {}
+    if not hasattr(float16, "ALWAYS_FLOAT_INPUTS"):
+        # an older converter (onnxruntime 1.10 on JetPack 4) makes the Constant nodes behind Resize's scales float16,
+        # which Resize refuses; newer ones keep those inputs float32 themselves
+        options["node_block_list"] = resize_constants(model)
+    onnx.save(float16.convert_float_to_float16(model, keep_io_types=True, **options), str(target))
 
 
 def _int8(source: Path, target: Path, calibration: CalibrationSet, input_name: str, input_hw: tuple) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:  # older onnxruntime (JetPack 4's 1.10): its quantize_static optimizes the model itself
+        quant_pre_process = None
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self._batches = calibration.batches((1, 3, *input_hw))
 
-        def get_next(self) -> dict | None:
+        def get_next(self) -> Optional[dict]:
             batch = next(self._batches, None)
             return None if batch is None else {input_name: batch}
 
     import onnx
 
     prepared = target.with_suffix(".prep.onnx")
+    # what an older quantize_static leaves behind: its optimized model beside ours, its calibration model in the
+    # working directory (removed only when it was not there before)
+    leftovers = [prepared.with_name(prepared.stem + "-opt.onnx")]
+    if quant_pre_process is None and not os.path.exists("augmented_model.onnx"):
+        leftovers.append(Path("augmented_model.onnx"))
     try:
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        if quant_pre_process is not None:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        else:
+            onnx.save(onnx.shape_inference.infer_shapes(onnx.load(str(source))), str(prepared))
         quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=["Conv"],
                         nodes_to_exclude=prediction_convs(onnx.load(str(prepared), load_external_data=False)))
     finally:
-        prepared.unlink(missing_ok=True)
+        for path in (prepared, *leftovers):
+            _unlink(path)
+
+
+def _unlink(path: Path) -> None:
+    """``path.unlink(missing_ok=True)``, which Python 3.6 lacks."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def reduced_model(
@@ -99,7 +135,7 @@ def reduced_model(
     cache_dir: Path,
     input_name: str,
     input_hw: tuple,
-    calibration: CalibrationSet | None,
+    calibration: Optional[CalibrationSet],
 ) -> Path:
     """The model at ``precision`` (fp16 or int8) as an ONNX file, converted once and then read from the cache."""
     if precision == "int8" and calibration is None:
@@ -123,5 +159,5 @@ def reduced_model(
             _int8(model.path, tmp, calibration, input_name, input_hw)
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        _unlink(tmp)
     return path

@@ -1,20 +1,29 @@
-"""TensorRT backend: engine built on the board from the ONNX, cached, run with the name-based API.
+"""TensorRT backend: engine built on the board from the ONNX, cached, run on one CUDA stream.
 
-One code path covers TensorRT 8.5 (JetPack 5) through 10.x (JetPack 6): only the tensor-name API
-(``num_io_tensors``, ``set_tensor_address``, ``execute_async_v3``, ``build_serialized_network``,
-``set_memory_pool_limit``) is used; the explicit-batch flag is passed only below 10.0 and the
-FP16/INT8 builder flags only where they exist (TensorRT 11 dropped them).
+One backend for TensorRT 7.1 (JetPack 4) through 10.x (JetPack 6); the release picks the API generation:
+
+- I/O: below 8.5 binding indices (``num_bindings``, ``set_binding_shape``, ``execute_async_v2``), from 8.5
+  tensor names (``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``), the
+  only API left in 10.x. Each generation is one small class behind the same interface (``_BindingIO``,
+  ``_TensorIO``), chosen once by version, never by probing for attributes: a call of the wrong generation
+  fails loudly with AttributeError.
+- Build: ``builder.build_engine`` + ``engine.serialize()`` below 8.0, ``build_serialized_network`` from 8.0;
+  the workspace through ``max_workspace_size`` below 8.4, ``set_memory_pool_limit`` from 8.4; the timing
+  cache from 8.0; the explicit-batch flag below 10.0 only; the FP16/INT8 builder flags where they exist
+  (TensorRT 11 dropped them).
+
+CUDA memory, copies and the stream go through ``cudart`` (ctypes on the libcudart that JetPack ships).
+This file runs on JetPack 4's Python 3.6: no postponed annotations, no ``X | None``, no builtin generics.
 """
-
-from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorrt as trt
@@ -22,53 +31,146 @@ import tensorrt as trt
 from ..calibration import CalibrationSet
 from ..errors import BackendUnavailable, ModelError, ModuleError
 from ..model import ModelInfo
+from . import cudart
 from .base import Backend
 from .engine_cache import DEFAULT_DIR, engine_key, engine_path, timing_cache_path
 
-try:  # cuda-python moved its modules in 12.x/13.x
-    from cuda.bindings import runtime as cudart
-except ImportError:  # pragma: no cover - depends on the installed cuda-python
-    try:
-        from cuda import cudart
-    except ImportError:
-        cudart = None
-
 log = logging.getLogger("module.tensorrt")
-TRT_MAJOR = int(trt.__version__.split(".")[0])
 KNOWN_BAD = {"10.1.0": "TensorRT 10.1.0 builds wrong engines for some ONNX graphs; use another release"}
 WORKSPACE_BYTES = 1 << 30
 
 
-def _check(result: tuple) -> object:
-    """cuda-python returns (err, value...); raise on error, return the value(s)."""
-    err, *values = result
-    if int(err) != 0:
-        raise ModuleError(f"CUDA error {err}")
-    return values[0] if len(values) == 1 else tuple(values)
+def trt_release(version: str) -> Tuple[int, int]:
+    """``'8.5.2.2'`` → ``(8, 5)``: the (major, minor) that decides the API generation."""
+    numbers = [int(part) for part in re.findall(r"\d+", version)[:2]]
+    return tuple(numbers + [0] * (2 - len(numbers)))
+
+
+TRT_VERSION = trt_release(trt.__version__)
+#: first releases with each API (NVIDIA's Python bindings)
+SERIALIZED_BUILD = (8, 0)  # build_serialized_network, the timing cache
+MEMORY_POOLS = (8, 4)  # set_memory_pool_limit replaces max_workspace_size (gone in 10.0)
+TENSOR_API = (8, 5)  # I/O tensors by name; the binding-index API is gone in 10.0
+ALWAYS_EXPLICIT_BATCH = (10, 0)  # no EXPLICIT_BATCH flag needed (deprecated and ignored)
 
 
 class _Buffer:
     """Pinned host memory viewed as numpy plus a device allocation of the same size."""
 
-    def __init__(self, shape: tuple, dtype: np.dtype):
+    def __init__(self, cuda: cudart.CudaRuntime, shape: tuple, dtype: np.dtype):
+        self._cuda = cuda
         self.nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        self.host_ptr = _check(cudart.cudaMallocHost(self.nbytes))
+        self.host_ptr = cuda.malloc_host(self.nbytes)
+        try:
+            self.device = cuda.malloc(self.nbytes)
+        except ModuleError:
+            cuda.free_host(self.host_ptr)
+            raise
         array_type = ctypes.c_byte * self.nbytes
-        self.host = np.frombuffer(array_type.from_address(int(self.host_ptr)), dtype=dtype).reshape(shape)
-        self.device = _check(cudart.cudaMalloc(self.nbytes))
+        self.host = np.frombuffer(array_type.from_address(self.host_ptr), dtype=dtype).reshape(shape)
 
     def free(self) -> None:
-        cudart.cudaFree(self.device)
-        cudart.cudaFreeHost(self.host_ptr)
+        self.host = None  # the view must not outlive the memory
+        self._cuda.free(self.device)
+        self._cuda.free_host(self.host_ptr)
 
 
-def _gpu_name() -> str:
-    props = _check(cudart.cudaGetDeviceProperties(0))
-    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    return name.split("\x00")[0] or "gpu"
+class _EngineIO:
+    """The engine's first input and first output, in one API generation.
+
+    ``input_name``, ``output_name``, ``input_shape`` (as built, -1 for a dynamic batch) and ``output_dtype``;
+    then ``set_batch`` / ``output_shape`` / ``bind`` / ``execute`` on the execution context.
+    """
+
+    input_name = ""
+    output_name = ""
+    input_shape = ()  # type: Tuple[int, ...]
+    output_dtype = np.dtype(np.float32)
+
+    def set_batch(self, n: int) -> None:
+        """Bind the input shape ``(n, *input_shape[1:])``."""
+        raise NotImplementedError
+
+    def output_shape(self) -> tuple:
+        """The output's shape for the input shape bound last."""
+        raise NotImplementedError
+
+    def bind(self, input_address: int, output_address: int) -> None:
+        raise NotImplementedError
+
+    def execute(self, stream: int) -> bool:
+        """Queue the engine on ``stream`` (after the copies queued before it)."""
+        raise NotImplementedError
+
+    def _refused(self, n: int) -> ModuleError:
+        return ModuleError(f"TensorRT refused input shape {(n, *self.input_shape[1:])} for {self.input_name}")
 
 
-def _calibrator(batches: Iterator[np.ndarray], batch: int, input_chw: tuple, cache: Path) -> object:
+class _TensorIO(_EngineIO):
+    """TensorRT >= 8.5: I/O tensors by name."""
+
+    def __init__(self, engine: "trt.ICudaEngine", context: "trt.IExecutionContext"):
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [name for name in names if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT]
+        outputs = [name for name in names if name not in inputs]
+        self._context = context
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        self.input_shape = tuple(engine.get_tensor_shape(self.input_name))
+        self.output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.output_name)))
+
+    def set_batch(self, n: int) -> None:
+        if not self._context.set_input_shape(self.input_name, (n, *self.input_shape[1:])):
+            raise self._refused(n)
+
+    def output_shape(self) -> tuple:
+        return tuple(self._context.get_tensor_shape(self.output_name))
+
+    def bind(self, input_address: int, output_address: int) -> None:
+        self._context.set_tensor_address(self.input_name, input_address)
+        self._context.set_tensor_address(self.output_name, output_address)
+
+    def execute(self, stream: int) -> bool:
+        return self._context.execute_async_v3(stream)
+
+
+class _BindingIO(_EngineIO):
+    """TensorRT < 8.5: binding indices, one device pointer per binding."""
+
+    def __init__(self, engine: "trt.ICudaEngine", context: "trt.IExecutionContext"):
+        indices = range(engine.num_bindings)
+        inputs = [i for i in indices if engine.binding_is_input(i)]
+        outputs = [i for i in indices if i not in inputs]
+        self._context = context
+        self._input, self._output = inputs[0], outputs[0]
+        self._bindings = [0] * len(indices)  # type: List[int]
+        self.input_name = engine.get_binding_name(self._input)
+        self.output_name = engine.get_binding_name(self._output)
+        self.input_shape = tuple(engine.get_binding_shape(self._input))
+        self.output_dtype = np.dtype(trt.nptype(engine.get_binding_dtype(self._output)))
+
+    def set_batch(self, n: int) -> None:
+        if not self._context.set_binding_shape(self._input, (n, *self.input_shape[1:])):
+            raise self._refused(n)
+
+    def output_shape(self) -> tuple:
+        return tuple(self._context.get_binding_shape(self._output))
+
+    def bind(self, input_address: int, output_address: int) -> None:
+        self._bindings[self._input] = input_address
+        self._bindings[self._output] = output_address
+
+    def execute(self, stream: int) -> bool:
+        return self._context.execute_async_v2(bindings=self._bindings, stream_handle=stream)
+
+
+def engine_io(engine: "trt.ICudaEngine", context: "trt.IExecutionContext") -> _EngineIO:
+    """The I/O of this TensorRT release's generation."""
+    return _TensorIO(engine, context) if TRT_VERSION >= TENSOR_API else _BindingIO(engine, context)
+
+
+def _calibrator(
+    cuda: cudart.CudaRuntime, batches: Iterator[np.ndarray], batch: int, input_chw: tuple, cache: Path
+) -> object:
     """An entropy calibrator fed with letterboxed images, its cache kept beside the engine.
 
     The class is made only when INT8 is asked for: releases without implicit quantization (11.x)
@@ -79,7 +181,7 @@ def _calibrator(batches: Iterator[np.ndarray], batch: int, input_chw: tuple, cac
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             super().__init__()
-            self._buffer: _Buffer | None = None  # only when batches are read: a cache hit needs none
+            self._buffer = None  # type: Optional[_Buffer]  # only when batches are read: a cache hit needs none
 
         def release(self) -> None:
             if self._buffer is not None:
@@ -89,18 +191,17 @@ def _calibrator(batches: Iterator[np.ndarray], batch: int, input_chw: tuple, cac
         def get_batch_size(self) -> int:
             return batch
 
-        def get_batch(self, names: list) -> list | None:
+        def get_batch(self, names: List[str]) -> Optional[List[int]]:
             data = next(batches, None)
             if data is None:
                 return None
             if self._buffer is None:
-                self._buffer = _Buffer((batch, *input_chw), np.float32)
+                self._buffer = _Buffer(cuda, (batch, *input_chw), np.float32)
             self._buffer.host[...] = data
-            h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            _check(cudart.cudaMemcpy(self._buffer.device, self._buffer.host_ptr, self._buffer.nbytes, h2d))
-            return [int(self._buffer.device)]
+            cuda.memcpy(self._buffer.device, self._buffer.host_ptr, self._buffer.nbytes, cudart.HOST_TO_DEVICE)
+            return [self._buffer.device]
 
-        def read_calibration_cache(self) -> bytes | None:
+        def read_calibration_cache(self) -> Optional[bytes]:
             return cache.read_bytes() if cache.is_file() else None
 
         def write_calibration_cache(self, data: bytes) -> None:
@@ -116,26 +217,48 @@ def _progress(label: str, stop: threading.Event, every_s: float = 10.0) -> None:
         print(f"{label}: still building ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
 
 
+def _create_network(builder: "trt.Builder") -> "trt.INetworkDefinition":
+    if TRT_VERSION >= ALWAYS_EXPLICIT_BATCH:
+        return builder.create_network(0)
+    return builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+
+
+def _limit_workspace(config: "trt.IBuilderConfig") -> None:
+    if TRT_VERSION >= MEMORY_POOLS:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    else:
+        config.max_workspace_size = WORKSPACE_BYTES
+
+
+def _build_serialized(builder: "trt.Builder", network: "trt.INetworkDefinition", config: object) -> Optional[bytes]:
+    """The serialized engine, or None where TensorRT failed (it says why in its log)."""
+    if TRT_VERSION >= SERIALIZED_BUILD:
+        serialized = builder.build_serialized_network(network, config)
+        return None if serialized is None else bytes(serialized)
+    engine = builder.build_engine(network, config)
+    return None if engine is None else bytes(engine.serialize())
+
+
 def build_engine(
+    cuda: cudart.CudaRuntime,
     model: ModelInfo,
-    logger: trt.Logger,
+    logger: "trt.Logger",
     *,
     precision: str,
     batch: int,
     timing_cache: Path,
-    calibration: CalibrationSet | None,
+    calibration: Optional[CalibrationSet],
     calibration_cache: Path,
 ) -> bytes:
     """Parse the ONNX and build a serialized engine with a dynamic-batch profile up to ``batch``."""
     builder = trt.Builder(logger)
-    flags = 0 if TRT_MAJOR >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    network = _create_network(builder)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(model.path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelError(f"{model.path}: TensorRT cannot parse it: {errors}")
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    _limit_workspace(config)
     tensor = network.get_input(0)
     chw = tuple(tensor.shape[1:])
     if tensor.shape[0] == -1:
@@ -146,9 +269,11 @@ def build_engine(
             config.set_calibration_profile(profile)
     elif batch > tensor.shape[0]:
         raise ModelError(f"{model.path}: fixed batch {tensor.shape[0]} < --batch {batch}")
-    cache_bytes = timing_cache.read_bytes() if timing_cache.is_file() else b""
-    config.set_timing_cache(config.create_timing_cache(cache_bytes), True)
+    if TRT_VERSION >= SERIALIZED_BUILD:  # no timing cache API before 8.0
+        cache_bytes = timing_cache.read_bytes() if timing_cache.is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(cache_bytes), True)
     if precision in ("fp16", "int8"):
+        # a feature test, not a generation test: TensorRT 11 removed these flags (strongly typed networks only)
         if not hasattr(trt.BuilderFlag, "FP16"):
             raise ModuleError(f"TensorRT {trt.__version__} has no FP16/INT8 builder flags (strongly typed only)")
         if not builder.platform_has_fast_fp16:
@@ -158,7 +283,7 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.INT8)
         if calibration is None:
             raise ModuleError("int8 needs calibration images: pass --calib-images DIR")
-        config.int8_calibrator = _calibrator(calibration.batches((batch, *chw)), batch, chw, calibration_cache)
+        config.int8_calibrator = _calibrator(cuda, calibration.batches((batch, *chw)), batch, chw, calibration_cache)
     label = f"building TensorRT {precision} engine for {model.path.name} (batch {batch})"
     print(label + " — this runs once per model, GPU and TensorRT version", file=sys.stderr, flush=True)
     stop = threading.Event()
@@ -166,16 +291,17 @@ def build_engine(
     ticker.start()
     started = time.monotonic()
     try:
-        serialized = builder.build_serialized_network(network, config)
+        serialized = _build_serialized(builder, network, config)
     finally:
         stop.set()
         if precision == "int8":
             config.int8_calibrator.release()  # pinned and device memory: shared DRAM on a Jetson
     if serialized is None:
         raise ModuleError(f"TensorRT failed to build the engine for {model.path} (see the TensorRT log above)")
-    timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    if TRT_VERSION >= SERIALIZED_BUILD:
+        timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
     print(f"{label}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    return bytes(serialized)
+    return serialized
 
 
 class TensorRTBackend(Backend):
@@ -185,21 +311,14 @@ class TensorRTBackend(Backend):
     quantizers = {"fp32": None, "fp16": "tensorrt-fp16", "int8": "tensorrt-int8-entropy"}
 
     def __init__(
-        self,
-        model: ModelInfo,
-        *,
-        precision: str,
-        batch: int,
-        device: str,
-        calibration: CalibrationSet | None = None,
+        self, model: ModelInfo, *, precision: str, batch: int, device: str, calibration: Optional[CalibrationSet] = None
     ):
-        if cudart is None:
-            raise BackendUnavailable("the tensorrt backend needs cuda-python (pip install cuda-python)")
         if device not in ("auto", "cuda"):
             raise ModuleError(f"the tensorrt backend runs on cuda only, not '{device}'")
         if trt.__version__ in KNOWN_BAD:
             raise BackendUnavailable(KNOWN_BAD[trt.__version__])
-        gpu = _gpu_name()
+        self._cuda = cuda = cudart.runtime()  # BackendUnavailable without a libcudart
+        gpu = cuda.device_name(0)
         cache_dir = DEFAULT_DIR
         cache_dir.mkdir(parents=True, exist_ok=True)
         logger = trt.Logger(trt.Logger.WARNING)
@@ -212,6 +331,7 @@ class TensorRTBackend(Backend):
             path = model.path
         elif not path.is_file():
             serialized = build_engine(
+                cuda,
                 model,
                 logger,
                 precision=precision,
@@ -223,55 +343,55 @@ class TensorRTBackend(Backend):
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(serialized)
             tmp.replace(path)
+        self.engine_path = str(path)  # trtexec runs this very engine as the limit of the module's raw figure
         self._runtime = trt.Runtime(logger)
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise ModuleError(f"cannot load engine {path}: delete it to rebuild")
         self._context = self._engine.create_execution_context()
-        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if n not in inputs]
-        self.input_name, self._output_name = inputs[0], outputs[0]
-        in_shape = tuple(self._engine.get_tensor_shape(self.input_name))
-        self.input_hw = (int(in_shape[2]), int(in_shape[3]))
+        self._io = io = engine_io(self._engine, self._context)
+        self.input_name = io.input_name
+        self.input_hw = (int(io.input_shape[2]), int(io.input_shape[3]))
         self.max_batch = batch
         self.precision, self.device = precision, f"cuda:0 {gpu}"
-        self._stream = _check(cudart.cudaStreamCreate())
-        self._context.set_input_shape(self.input_name, (batch, *in_shape[1:]))
-        out_shape = tuple(self._context.get_tensor_shape(self._output_name))
-        self.output_shape = out_shape
-        self._in = _Buffer((batch, *in_shape[1:]), np.float32)
-        out_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._output_name)))
-        self._out = _Buffer(out_shape, out_dtype)
-        self._context.set_tensor_address(self.input_name, int(self._in.device))
-        self._context.set_tensor_address(self._output_name, int(self._out.device))
+        io.set_batch(batch)
+        self.output_shape = io.output_shape()
+        self._stream = self._in = self._out = None  # type: Optional[int], Optional[_Buffer], Optional[_Buffer]
+        try:  # a Nano's shared memory can run out here: free what was taken before the error goes up
+            self._stream = cuda.stream_create()
+            self._in = _Buffer(cuda, (batch, *io.input_shape[1:]), np.float32)
+            self._out = _Buffer(cuda, self.output_shape, io.output_dtype)
+        except Exception:
+            self.close()
+            raise
+        io.bind(self._in.device, self._out.device)
         self._bound = batch
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]
         if n != self._bound:
-            self._context.set_input_shape(self.input_name, (n, *batch.shape[1:]))
+            self._io.set_batch(n)
             self._bound = n
+        cuda = self._cuda
         self._in.host[:n] = batch
-        nbytes_in = batch.nbytes
         out_rows = self._out.host[:n]
-        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(cudart.cudaMemcpyAsync(self._in.device, self._in.host_ptr, nbytes_in, h2d, self._stream))
-        if not self._context.execute_async_v3(int(self._stream)):
+        cuda.memcpy_async(self._in.device, self._in.host_ptr, batch.nbytes, cudart.HOST_TO_DEVICE, self._stream)
+        if not self._io.execute(self._stream):
             raise ModuleError("TensorRT execution failed")
-        _check(cudart.cudaMemcpyAsync(self._out.host_ptr, self._out.device, out_rows.nbytes, d2h, self._stream))
-        _check(cudart.cudaStreamSynchronize(self._stream))
+        cuda.memcpy_async(self._out.host_ptr, self._out.device, out_rows.nbytes, cudart.DEVICE_TO_HOST, self._stream)
+        cuda.stream_synchronize(self._stream)
         return out_rows.astype(np.float32, copy=True)
 
-    def versions(self) -> dict[str, str]:
-        return {"tensorrt": trt.__version__}
+    def versions(self) -> Dict[str, str]:
+        return {"tensorrt": trt.__version__, "cuda_runtime": self._cuda.version()}
 
     def close(self) -> None:
-        if getattr(self, "_in", None) is not None:
-            self._in.free()
-            self._out.free()
-            cudart.cudaStreamDestroy(self._stream)
-            self._in = self._out = None
+        for buffer in (getattr(self, "_in", None), getattr(self, "_out", None)):
+            if buffer is not None:
+                buffer.free()
+        if getattr(self, "_stream", None) is not None:
+            self._cuda.stream_destroy(self._stream)
+        self._in = self._out = self._stream = None
         self._context = self._engine = None
 
 

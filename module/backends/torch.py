@@ -5,7 +5,7 @@ precision. It exists so the CUDA path can run where TensorRT cannot be installed
 the backend for measured Jetson figures.
 """
 
-from __future__ import annotations
+from typing import Dict
 
 import numpy as np
 import onnx
@@ -61,7 +61,7 @@ class TorchBackend(Backend):
             self._input.copy_(self._staging, non_blocking=True)  # rows past n keep old data; only [:n] is read
             return self._net(self._input)[:n].float().cpu().numpy()
 
-    def versions(self) -> dict[str, str]:
+    def versions(self) -> Dict[str, str]:
         return {"torch": torch.__version__, "cuda": str(torch.version.cuda)}
 
     def close(self) -> None:

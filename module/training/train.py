@@ -68,7 +68,7 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
         str(path),
         input_names=["images"],
         output_names=["output0"],
-        opset_version=17,
+        opset_version=13,  # JetPack 4: ONNX Runtime 1.10 reads up to 15, TensorRT 8.2 up to 13
         dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}},
         dynamo=False,
     )

@@ -4,8 +4,6 @@ The pipeline calls ``Outbox.put(message)`` once per frame; a ``Publisher`` threa
 what the sink acknowledged. A lost link, a SIGKILL or a reboot loses nothing; a full outbox drops its oldest.
 """
 
-from __future__ import annotations
-
 from module.uplink.outbox import Outbox, OutboxLockedError
 from module.uplink.publisher import Publisher
 from module.uplink.sinks import Sink, SinkError, open_sink

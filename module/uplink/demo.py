@@ -8,8 +8,6 @@ stdout gets one JSON object per line: ``{"event": "stats", ...}`` every ``--stat
 ``{"event": "done", "drained": bool, ...}``; logs go to stderr. Exit status 0 once everything was acknowledged.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import logging
@@ -17,14 +15,14 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Dict, List, Optional
 
 from module.uplink.outbox import Outbox
 from module.uplink.publisher import Publisher
 from module.uplink.sinks import open_sink
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m module.uplink.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--outbox", required=True, help="SQLite outbox path")
     parser.add_argument("--sink", required=True, help="jsonl:PATH | mqtt://host:port/topic | iotedge:OUTPUT")
@@ -39,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
 
-    options: dict[str, Any] = {}
+    options: Dict[str, Any] = {}
     if args.retry_max_s is not None:
         options["retry_max_s"] = args.retry_max_s
     run_id = args.run_id or uuid.uuid4().hex[:12]

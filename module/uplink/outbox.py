@@ -7,8 +7,6 @@ survives a power cut too. On a Jetson a "reboot" is often a power cycle or a wat
 its price is one fsync per put (a few ms on eMMC), well inside a frame budget.
 """
 
-from __future__ import annotations
-
 import contextlib
 import fcntl
 import json
@@ -16,8 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
@@ -46,8 +43,8 @@ class Outbox:
     one dropped on purpose, across crashes and reboots.
     """
 
-    def __init__(self, path: str | os.PathLike[str], max_messages: int = 100_000, synchronous: str = "FULL",
-                 run_id: str | None = None) -> None:
+    def __init__(self, path: Union[str, os.PathLike], max_messages: int = 100_000, synchronous: str = "FULL",
+                 run_id: Optional[str] = None) -> None:
         if max_messages < 1:
             raise ValueError("max_messages must be >= 1")
         synchronous = synchronous.upper()
@@ -60,9 +57,10 @@ class Outbox:
         self._lock = threading.Lock()
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
-        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # vermin's union-types check takes any `name | name` for a 3.10 union type; these are flags, hence novm
+        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)  # novm
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # novm
         except BlockingIOError:
             os.close(self._lock_fd)
             raise OutboxLockedError(f"outbox {self.path} is in use by another process") from None
@@ -82,7 +80,7 @@ class Outbox:
             self._release_lock()
             raise
 
-    def put(self, payload: dict[str, Any]) -> int:
+    def put(self, payload: Dict[str, Any]) -> int:
         """Store ``payload`` with a new ``seq`` field; durable when this returns. Drops the oldest when full."""
         with self._lock:
             seq = self._last_seq + 1
@@ -92,16 +90,21 @@ class Outbox:
                 self._db.execute("INSERT INTO messages (seq, payload) VALUES (?, ?)", (seq, data))
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq,))
                 if self.run_id is not None:
-                    self._db.execute(
-                        "INSERT INTO runs (run_id, first_seq, last_seq, started) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (run_id) DO UPDATE SET last_seq = excluded.last_seq",
-                        (self.run_id, seq, seq, time.time()),
-                    )
+                    self._record_run(self.run_id, seq)
                 dropped = self._drop_oldest(overflow) if overflow else 0
             self._last_seq = seq
             self._depth += 1 - dropped
             self._dropped += dropped
             return seq
+
+    def _record_run(self, run_id: str, seq: int) -> None:
+        """The run's last seq (inside put's transaction), or its first row. An update then an insert rather than an
+        UPSERT (``ON CONFLICT ... DO UPDATE``), which needs SQLite 3.24: Ubuntu 18.04 (JetPack 4) has 3.22."""
+        if not self._db.execute("UPDATE runs SET last_seq = ? WHERE run_id = ?", (seq, run_id)).rowcount:
+            self._db.execute(
+                "INSERT INTO runs (run_id, first_seq, last_seq, started) VALUES (?, ?, ?, ?)",
+                (run_id, seq, seq, time.time()),
+            )
 
     def _drop_oldest(self, n: int) -> int:
         """Delete the ``n`` oldest messages (inside put's transaction), counted and kept as seq ranges."""
@@ -113,7 +116,7 @@ class Outbox:
         self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (len(victims),))
         return len(victims)
 
-    def peek(self, n: int, after: int = 0) -> list[tuple[int, bytes]]:
+    def peek(self, n: int, after: int = 0) -> List[Tuple[int, bytes]]:
         """The oldest ``n`` messages with ``seq > after`` (the publisher passes what it already has in flight)."""
         with self._lock:
             rows = self._db.execute(
@@ -121,7 +124,7 @@ class Outbox:
             ).fetchall()
         return [(int(seq), bytes(data)) for seq, data in rows]
 
-    def ack(self, seqs: list[int]) -> int:
+    def ack(self, seqs: List[int]) -> int:
         """Delete acknowledged messages; seqs already dropped or acked are ignored. Returns rows deleted."""
         if not seqs:
             return 0
@@ -153,13 +156,13 @@ class Outbox:
         with self._lock:
             return self._last_seq
 
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self) -> List[Dict[str, Any]]:
         """Every run that put messages: run_id, first_seq, last_seq, started (epoch s), oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT run_id, first_seq, last_seq, started FROM runs ORDER BY first_seq")
             return [{"run_id": r, "first_seq": f, "last_seq": last, "started": s} for r, f, last, s in rows]
 
-    def dropped_ranges(self) -> list[tuple[int, int]]:
+    def dropped_ranges(self) -> List[Tuple[int, int]]:
         """Seq ranges (first, last, inclusive) dropped on overflow, oldest first."""
         with self._lock:
             return [(int(f), int(last)) for f, last in self._db.execute(
@@ -180,7 +183,7 @@ class Outbox:
             self._db.close()
             self._release_lock()
 
-    def __enter__(self) -> Outbox:
+    def __enter__(self) -> "Outbox":
         return self
 
     def __exit__(self, *exc: object) -> None:

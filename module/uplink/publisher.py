@@ -1,10 +1,8 @@
 """Publisher thread: drains the outbox into a sink in seq order and deletes what the sink acknowledged."""
 
-from __future__ import annotations
-
 import threading
 import time
-from typing import Any
+from typing import Any, Dict, List, Optional, Set
 
 from module.uplink.outbox import Outbox
 from module.uplink.sinks.base import Sink, SinkError, log
@@ -28,16 +26,16 @@ class Publisher:
         self.idle_s = idle_s
         self.retry_s = retry_s
         self.sent = 0
-        self.last_error: str | None = None
+        self.last_error: Optional[str] = None
         self._cursor = 0  # highest seq handed to the sink
-        self._inflight: set[int] = set()
+        self._inflight: Set[int] = set()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._drain_until = 0.0
         self._thread = threading.Thread(target=self._run, name="uplink-publisher", daemon=True)
         sink.wakeup = self._wake.set
 
-    def start(self) -> Publisher:
+    def start(self) -> "Publisher":
         self._thread.start()
         return self
 
@@ -45,7 +43,7 @@ class Publisher:
         """Optional: call after ``outbox.put`` to send at once instead of within ``idle_s``."""
         self._wake.set()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> Dict[str, Any]:
         return {
             "depth": self.outbox.depth(),
             "last_seq": self.outbox.last_seq,
@@ -126,7 +124,7 @@ class Publisher:
         rows = self.outbox.peek(room, after=self._cursor)
         if not rows:
             return progressed
-        handed: list[int] = []
+        handed: List[int] = []
         try:
             for seq, payload in rows:
                 self.sink.send(seq, payload)
@@ -135,7 +133,7 @@ class Publisher:
             self._hand_over(handed)
         return True
 
-    def _hand_over(self, handed: list[int]) -> None:
+    def _hand_over(self, handed: List[int]) -> None:
         """Flush the batch; the sink owns it once that worked. On SinkError the cursor stays: it is sent again."""
         if not handed:
             return

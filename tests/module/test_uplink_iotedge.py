@@ -5,7 +5,7 @@ TLS on port 8883, which a real mosquitto with a test CA serves. The module runs 
 run`` with the SDK's local-debug environment (``EdgeHubConnectionString`` with a ``GatewayHostName``
 and ``EdgeModuleCACertificateFile``), exactly as IoT Edge's developer tooling starts a module.
 
-azure-iot-device pins paho-mqtt < 2 while the module's MQTT sink needs 2.x, so the SDK lives in its
+azure-iot-device pins paho-mqtt < 2 (the module's MQTT sink takes 1.6 or 2.x), so the SDK lives in its
 own folder (``scripts/setup.sh`` installs it into ``.venv/iotedge-sdk``) and only the module
 process under test sees it, first on its ``PYTHONPATH``.
 """

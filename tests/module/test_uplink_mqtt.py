@@ -4,6 +4,11 @@ The producer is ``python -m module.uplink.demo`` (outbox + MqttSink + Publisher)
 real. Every test checks, on what a QoS 1 subscriber received: after dedup by seq, every expected seq arrived in
 order with no gap; duplicates (QoS 1 is at-least-once) are counted and reported, and must stay within one
 in-flight window.
+
+The producer runs once on paho-mqtt 2.x (this venv's) and once on 1.6.1, which JetPack 4's Python 3.6 gets (paho 2
+needs 3.7): azure-iot-device pins paho-mqtt<2, so the IoT Edge SDK's folder (``scripts/setup.sh`` installs it into
+``.venv/iotedge-sdk``) first on the producer's ``PYTHONPATH`` brings 1.6.1; the producer's log names the paho
+version its sink runs on, and the test checks it.
 """
 
 from __future__ import annotations
@@ -30,10 +35,36 @@ from tests.ci import unavailable
 from tests.sshd import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+#: azure-iot-device and what it pins, paho-mqtt 1.6.1 among them (also read by test_uplink_iotedge)
+IOTEDGE_SDK = Path(os.environ.get("JETSON_HIL_IOTEDGE_SDK", REPO / ".venv" / "iotedge-sdk"))
 OUTAGE_S = 20.0  # required by the acceptance criteria
 MAX_INFLIGHT = 100  # MqttSink's default window: the most a reconnect or a restart can duplicate
 
 pytestmark = pytest.mark.mqtt
+
+
+class Paho:
+    """The environment a producer process runs in, and the paho-mqtt version it imports there."""
+
+    def __init__(self, name: str, pythonpath: Path | None, expected: str) -> None:
+        self.env = dict(os.environ)
+        if pythonpath is not None:
+            self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), os.environ.get("PYTHONPATH")]))
+        probe = [sys.executable, "-c", "import paho.mqtt; print(paho.mqtt.__version__)"]
+        found = subprocess.run(probe, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=30)
+        self.version = found.stdout.strip()
+        assert found.returncode == 0 and self.version.startswith(expected), (name, found.stdout, found.stderr)
+        self.name = name
+
+
+@pytest.fixture(scope="module", params=["paho-mqtt 2", "paho-mqtt 1.6"])
+def paho(request: pytest.FixtureRequest) -> Paho:
+    """paho-mqtt 2.x from this venv, or 1.6 from the IoT Edge SDK's folder first on PYTHONPATH."""
+    if request.param == "paho-mqtt 2":
+        return Paho(request.param, None, "2.")
+    if not (IOTEDGE_SDK / "paho" / "mqtt").is_dir():
+        unavailable(f"paho-mqtt 1.6 is not in {IOTEDGE_SDK} (scripts/setup.sh installs azure-iot-device there)")
+    return Paho(request.param, IOTEDGE_SDK, "1.6.")
 
 
 class Subscriber(Collector):
@@ -88,8 +119,11 @@ def subscriber_factory() -> Iterator[Callable[[Mosquitto, str], Subscriber]]:
 class Producer:
     """``python -m module.uplink.demo`` as a subprocess; its JSON stats lines are followed on a reader thread."""
 
-    def __init__(self, workdir: Path, name: str, outbox: Path, url: str, count: int, rate: float, **opts: Any) -> None:
+    def __init__(
+        self, workdir: Path, paho: Paho, name: str, outbox: Path, url: str, count: int, rate: float, **opts: Any
+    ) -> None:
         self.name = name
+        self.paho = paho
         self.stderr = workdir / f"{name}.stderr"
         args = [
             sys.executable, "-m", "module.uplink.demo",
@@ -99,7 +133,7 @@ class Producer:
         for key, value in opts.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
         with self.stderr.open("wb") as err:
-            self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=err)
+            self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=err, env=paho.env)
         self.stats: dict[str, Any] = {}
         self.done: dict[str, Any] | None = None
         self._lock = threading.Lock()
@@ -135,6 +169,8 @@ class Producer:
         self._reader.join(5)
         assert self.done is not None, f"{self.name} ended without a final report: {self.log()[-2000:]}"
         assert self.proc.returncode == 0, f"{self.name} exited with {self.proc.returncode}"
+        # the sink says which paho it runs on: the one this test meant
+        assert f"(QoS 1, paho-mqtt {self.paho.version})" in self.log(), self.log()[-2000:]
         return self.done
 
     def kill(self) -> None:
@@ -146,11 +182,12 @@ class Producer:
 
 
 @pytest.fixture
-def producers(tmp_path: Path) -> Iterator[Callable[..., Producer]]:
+def producers(tmp_path: Path, paho: Paho) -> Iterator[Callable[..., Producer]]:
+    """Starts producers on the paho-mqtt version the test runs with (each test runs on both)."""
     started: list[Producer] = []
 
     def start(name: str, outbox: Path, url: str, count: int, rate: float, **opts: Any) -> Producer:
-        started.append(Producer(tmp_path, name, outbox, url, count, rate, **opts))
+        started.append(Producer(tmp_path, paho, name, outbox, url, count, rate, **opts))
         return started[-1]
 
     yield start
@@ -290,18 +327,27 @@ def test_overflow_drops_oldest_and_delivers_the_newest(
     assert min(sub.seqs()) == count - bound + 1
 
 
+#: connects an MqttSink and prints the paho version, whether it connected and its socket's TCP_USER_TIMEOUT
+USER_TIMEOUT_PROBE = """
+import socket, sys, time
+from module.uplink.sinks.mqtt import PAHO_VERSION, MqttSink
+sink = MqttSink(sys.argv[1], user_timeout_s=7.5)
+sink.connect()
+deadline = time.monotonic() + 10
+while not sink.connected and time.monotonic() < deadline:
+    time.sleep(0.05)
+option = sink._client.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) if sink.connected else None
+sink.close()
+print(PAHO_VERSION, sink.last_error, option)
+"""
+
+
 @pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's")
-def test_a_silently_cut_link_is_given_up_on_in_user_timeout(mosquitto: Mosquitto) -> None:
+def test_a_silently_cut_link_is_given_up_on_in_user_timeout(mosquitto: Mosquitto, paho: Paho) -> None:
     """Without TCP_USER_TIMEOUT, TCP retransmits into a cut link with exponential backoff and the backlog waits
     for its next try once the link is back (the resilience suite measured 21.9 s of drain after a 30 s cut)."""
-    from module.uplink.sinks.mqtt import MqttSink
-
     mosquitto.start()
-    sink = MqttSink(f"{mosquitto.url}/hil/timeout", user_timeout_s=7.5)
-    sink.connect()
-    try:
-        wait_until(lambda: sink.connected, 10, "the sink's connection")
-        connection = sink._client.socket()
-        assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7500
-    finally:
-        sink.close()
+    probe = [sys.executable, "-c", USER_TIMEOUT_PROBE, f"{mosquitto.url}/hil/timeout"]
+    result = subprocess.run(probe, env=paho.env, cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [paho.version, "None", "7500"], result.stdout + result.stderr

@@ -1,7 +1,5 @@
 """Uplink transports, chosen by URL. Each transport's client library is imported only when it is used."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from module.errors import UplinkUnavailable
@@ -20,10 +18,9 @@ def open_sink(url: str, **options: Any) -> Sink:
     if sep and scheme == "mqtt":
         try:
             from module.uplink.sinks.mqtt import MqttSink
-        except ImportError as exc:  # absent, or 1.x (which azure-iot-device pins): no paho.mqtt.enums
+        except ImportError as exc:  # paho-mqtt absent (2.x and 1.6 both work)
             raise UplinkUnavailable(
-                f"uplink mqtt needs paho-mqtt>=2.0 ({exc}): pip install 'paho-mqtt>=2'; "
-                "in an IoT Edge image, where azure-iot-device pins paho-mqtt<2, use the iotedge sink"
+                f"uplink mqtt needs paho-mqtt ({exc}): pip install paho-mqtt (1.6.1 on Python 3.6, else 2.x)"
             ) from None
 
         return MqttSink(url, **options)

@@ -1,11 +1,9 @@
 """The contract between the publisher and a transport."""
 
-from __future__ import annotations
-
 import abc
 import logging
 import threading
-from typing import Any
+from typing import Any, List, Optional
 
 log = logging.getLogger("module.uplink")
 
@@ -29,9 +27,9 @@ class Sink(abc.ABC):
     """
 
     def __init__(self) -> None:
-        self.last_error: str | None = None
+        self.last_error: Optional[str] = None
         self.wakeup = _noop
-        self._acked: list[int] = []
+        self._acked: List[int] = []
         self._acked_lock = threading.Lock()
 
     @abc.abstractmethod
@@ -50,11 +48,11 @@ class Sink(abc.ABC):
     def flush(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """End of a batch; SinkError means the sends since the last flush were not accepted."""
 
-    def twin_client(self) -> Any | None:
+    def twin_client(self) -> Optional[Any]:
         """The module client whose twin this transport also carries (IoT Edge), else None."""
         return None
 
-    def poll_acked(self) -> list[int]:
+    def poll_acked(self) -> List[int]:
         """Seqs acknowledged since the last call."""
         with self._acked_lock:
             acked, self._acked = self._acked, []
@@ -63,7 +61,7 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def close(self, timeout: float = 5.0) -> None: ...
 
-    def _add_acked(self, seqs: list[int]) -> None:
+    def _add_acked(self, seqs: List[int]) -> None:
         with self._acked_lock:
             self._acked.extend(seqs)
         self.wakeup()

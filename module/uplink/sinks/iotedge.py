@@ -4,8 +4,6 @@ Kept at the SDK boundary: ``send_message_to_output`` blocks until edgeHub acknow
 without an exception is the acknowledgement. It runs on the publisher thread, one message at a time.
 """
 
-from __future__ import annotations
-
 import logging
 import os
 from typing import Any

@@ -1,9 +1,7 @@
 """JSON Lines file sink: for bench runs and boards without a broker."""
 
-from __future__ import annotations
-
 import os
-from typing import BinaryIO
+from typing import BinaryIO, List, Optional
 
 from module.uplink.sinks.base import Sink, SinkError
 
@@ -14,8 +12,8 @@ class JsonlSink(Sink):
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        self._file: BinaryIO | None = None
-        self._pending: list[int] = []
+        self._file: Optional[BinaryIO] = None
+        self._pending: List[int] = []
 
     def connect(self) -> None:
         parent = os.path.dirname(os.path.abspath(self.path))

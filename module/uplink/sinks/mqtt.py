@@ -1,4 +1,7 @@
-"""MQTT sink on paho-mqtt 2.x: QoS 1, acknowledged by PUBACK.
+"""MQTT sink on paho-mqtt 2.x or 1.6: QoS 1, acknowledged by PUBACK.
+
+paho-mqtt 2 needs Python 3.7, so JetPack 4 (Python 3.6) gets 1.6.1, and azure-iot-device pins <2 too. The two
+differ in how the client is made and in what its callbacks receive; ``_paho_client`` is the one place that knows.
 
 A link cut silently (a pulled cable, a dropped route) does not close the connection: TCP keeps retransmitting
 with exponential backoff (up to 2 minutes between tries, about 15 minutes before it gives up), and once the link
@@ -11,19 +14,24 @@ new, so the broker sees seqs in order. QoS 1 is at-least-once: a PUBLISH the bro
 disconnect is delivered twice; consumers dedup by ``seq`` (the tests count how often that happens).
 """
 
-from __future__ import annotations
-
 import contextlib
 import socket
 import threading
 import urllib.parse
 import uuid
-from typing import Any
+from typing import Any, Callable, Dict, Optional, Set
 
+import paho.mqtt
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from module.uplink.sinks.base import Sink, SinkError, log
+
+try:  # paho-mqtt 2.x: the callbacks' signatures are chosen by an API version
+    from paho.mqtt.enums import CallbackAPIVersion
+except ImportError:  # paho-mqtt 1.x: one set of signatures, no API version
+    CallbackAPIVersion = None
+
+PAHO_VERSION = str(getattr(paho.mqtt, "__version__", "unknown"))
 
 
 class _Client(mqtt.Client):
@@ -31,12 +39,46 @@ class _Client(mqtt.Client):
 
     last_connect_error = ""
 
-    def reconnect(self) -> MQTTErrorCode:
+    def reconnect(self) -> int:
         try:
             return super().reconnect()
         except OSError as exc:
             self.last_connect_error = exc.strerror or str(exc) or type(exc).__name__
             raise
+
+
+def _paho_client(
+    client_id: str,
+    connect_timeout_s: float,
+    on_connect: Callable[[Optional[str]], None],
+    on_disconnect: Callable[[str], None],
+    on_publish: Callable[[int], None],
+) -> _Client:
+    """A clean-session MQTT 3.1.1 client on paho 2.x or 1.x, its callbacks reporting the same on both.
+
+    ``on_connect(refused)`` gets None when the broker accepted, else why it refused; ``on_disconnect(reason)`` gets
+    "connection lost" when the link dropped, else paho's reason; ``on_publish(mid)`` gets the PUBACKed message id.
+    """
+    if CallbackAPIVersion is None:  # 1.x: Client(client_id, clean_session, userdata, protocol, transport)
+        client = _Client(client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311)
+        client._connect_timeout = connect_timeout_s  # 1.x reads this private attribute; 2.x made it a property
+        client.on_connect = lambda _client, _userdata, _flags, rc: on_connect(mqtt.connack_string(rc) if rc else None)
+        client.on_disconnect = lambda _client, _userdata, rc: on_disconnect(
+            "connection lost" if rc == mqtt.MQTT_ERR_CONN_LOST else mqtt.error_string(rc)
+        )
+        client.on_publish = lambda _client, _userdata, mid: on_publish(mid)
+        return client
+    client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311)
+    client.connect_timeout = connect_timeout_s
+    client.on_connect = lambda _client, _userdata, _flags, reason, _properties: on_connect(
+        str(reason) if reason.is_failure else None
+    )
+    # 2.x reports a dropped link as reason code 128 ("Unspecified error"), which says less than our words do
+    client.on_disconnect = lambda _client, _userdata, _flags, reason, _properties: on_disconnect(
+        "connection lost" if getattr(reason, "value", None) == 128 else str(reason)
+    )
+    client.on_publish = lambda _client, _userdata, mid, _reason, _properties: on_publish(mid)
+    return client
 
 
 class MqttSink(Sink):
@@ -45,7 +87,7 @@ class MqttSink(Sink):
     def __init__(
         self,
         url: str,
-        client_id: str | None = None,
+        client_id: Optional[str] = None,
         keepalive: int = 30,
         max_inflight: int = 100,
         retry_min_s: int = 1,
@@ -65,24 +107,21 @@ class MqttSink(Sink):
         self.max_inflight = max_inflight
         self.user_timeout_s = user_timeout_s
         self._retry = f"{retry_min_s}..{retry_max_s}s"
-        self._client = _Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"jetson-hil-{uuid.uuid4().hex[:12]}",
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
+        self._client = _paho_client(
+            client_id or f"jetson-hil-{uuid.uuid4().hex[:12]}",
+            connect_timeout_s,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_publish=self._on_publish,
         )
         self._client.max_inflight_messages_set(max_inflight)
         self._client.reconnect_delay_set(min_delay=retry_min_s, max_delay=retry_max_s)
-        self._client.connect_timeout = connect_timeout_s
-        self._client.on_connect = self._on_connect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
-        self._client.on_socket_open = self._on_socket_open
+        self._client.on_connect_fail = self._on_connect_fail  # (client, userdata) on both paho versions
+        self._client.on_socket_open = self._on_socket_open  # (client, userdata, sock) on both
         self._lock = threading.Lock()
-        self._inflight: dict[int, int] = {}  # mid -> seq, sent and not yet PUBACKed
-        self._early: set[int] = set()  # PUBACKs that beat send() recording the mid
-        self._gate: set[int] = set()  # mids from before this connection: paho resends them first
+        self._inflight: Dict[int, int] = {}  # mid -> seq, sent and not yet PUBACKed
+        self._early: Set[int] = set()  # PUBACKs that beat send() recording the mid
+        self._gate: Set[int] = set()  # mids from before this connection: paho resends them first
         self._connected = False
         self._closing = False
         self._outage_logged = False
@@ -92,7 +131,7 @@ class MqttSink(Sink):
         return f"{self.host}:{self.port}"
 
     def connect(self) -> None:
-        log.info("uplink: publishing to mqtt://%s/%s (QoS 1)", self.endpoint, self.topic)
+        log.info("uplink: publishing to mqtt://%s/%s (QoS 1, paho-mqtt %s)", self.endpoint, self.topic, PAHO_VERSION)
         self._client.connect_async(self.host, self.port, self.keepalive)
         self._client.loop_start()
 
@@ -109,7 +148,7 @@ class MqttSink(Sink):
     def send(self, seq: int, payload: bytes) -> None:
         info = self._client.publish(self.topic, payload, qos=1)
         # NO_CONN: the link dropped just now; paho queued the message and resends it on reconnect.
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.last_error = f"publish: {mqtt.error_string(info.rc)}"
             raise SinkError(self.last_error)
         with self._lock:
@@ -137,9 +176,9 @@ class MqttSink(Sink):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(self.user_timeout_s * 1000))
 
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if reason.is_failure:
-            self._outage(f"broker {self.endpoint} refused the connection ({reason})")
+    def _on_connect(self, refused: Optional[str]) -> None:
+        if refused is not None:
+            self._outage(f"broker {self.endpoint} refused the connection ({refused})")
             return
         with self._lock:
             self._gate = set(self._inflight)
@@ -156,12 +195,11 @@ class MqttSink(Sink):
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._outage(f"broker {self.endpoint} unreachable ({self._client.last_connect_error or 'unknown error'})")
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _on_disconnect(self, reason: str) -> None:
         self._connected = False
         if self._closing:
             return
-        detail = "connection lost" if getattr(reason, "value", None) == 128 else str(reason)  # 128: paho's CONN_LOST
-        self._outage(f"lost broker {self.endpoint} ({detail})")
+        self._outage(f"lost broker {self.endpoint} ({reason})")
 
     def _outage(self, error: str) -> None:
         """One warning per outage; the retries that follow log at debug level."""
@@ -172,7 +210,7 @@ class MqttSink(Sink):
         self._outage_logged = True
         log.warning("uplink: %s; queueing to outbox, retrying every %s", error, self._retry)
 
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+    def _on_publish(self, mid: int) -> None:
         with self._lock:
             self._gate.discard(mid)
             seq = self._inflight.pop(mid, None)
