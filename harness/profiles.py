@@ -29,7 +29,9 @@ class PowerMode(_Strict):
 
     id: int = Field(ge=0)
     name: str = Field(min_length=1, pattern=r"^\w+$")
-    budget_w: float | None = Field(default=None, gt=0, description="None for MAXN (uncapped)")
+    budget_w: float | None = Field(default=None, gt=0, description=(
+        "the watts in the mode's name, None for MAXN: a name, not a cap (the clock and core caps bound power; a "
+        "saturated board draws more than this)"))
     online_cores: int = Field(ge=1)
     cpu_max_mhz: float = Field(gt=0)
     gpu_max_mhz: float = Field(gt=0)
@@ -61,7 +63,8 @@ class ThermalModel(_Strict):
     c_per_w: float = Field(gt=0, description="steady temperature rise per watt above idle")
     tau_s: float = Field(gt=0, description="time constant of the rise")
     trip_c: float = Field(gt=0, description="temperature where the clocks throttle")
-    fixed: list[str] = Field(default_factory=list, description="sensors a real board reports as a constant")
+    fixed: dict[str, float] = Field(default_factory=dict, description="sensors a real board reports as a constant, "
+                                    "with the constant the virtual board's release prints (-256: off)")
 
 
 class BoardModel(_Strict):
@@ -78,7 +81,8 @@ class BoardModel(_Strict):
     emc_mhz: tuple[float, float] = Field(description="memory clock floor and maximum")
     cpu_core_w: float = Field(gt=0, description="one core's dynamic power at full load and the top clock")
     gpu_w: float = Field(gt=0, description="the GPU's dynamic power at full load and the top clock")
-    memory_w: float = Field(gt=0, description="memory controller and DRAM power at full bandwidth")
+    memory_w: float = Field(gt=0, description="memory controller and DRAM power at full bandwidth and the top clock")
+    gpu_process_mb: float = Field(ge=0, description="shared RAM a GPU process holds (CUDA context, weights, buffers)")
     thermal: ThermalModel
     sources: dict[str, str] = Field(default_factory=dict)
     assumptions: dict[str, str] = Field(default_factory=dict)

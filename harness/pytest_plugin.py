@@ -36,6 +36,7 @@ from harness.lab import (
     recover,
 )
 from harness.profiles import DeviceProfile, all_profiles, get_profile
+from harness.results import read_differences
 
 _BROKEN = pytest.StashKey[str]()
 _REPORTED = pytest.StashKey[bool]()
@@ -351,6 +352,12 @@ def _provenance(board: Board) -> dict[str, str]:
     """JUnit testsuite properties: which board, software and harness produced these results."""
     facts = {"board": board.name, "profile": board.profile.name, "transport": board.transport.target,
              "harness_version": harness.__version__}
+    try:  # a virtual board's userspace, where it is not its JetPack's: no result may pass for a real board's
+        differs = read_differences(board)
+    except HarnessError as exc:
+        differs = [f"unknown ({exc})"]
+    if differs:
+        facts["differs_from_jetpack"] = "; ".join(differs)
     try:
         identity = board.identity()
     except HarnessError as exc:

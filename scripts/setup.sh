@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(openssh-server openssh-client python3-venv ca-certificates openssl docker.io debootstrap iptables iproute2 mosquitto
               docker-registry
               chromium postgresql)
+# aarch64 virtual boards (hil virtual up PROFILE --arch arm64) run under qemu-user on another machine
+[ "$(uname -m)" = aarch64 ] || APT_PACKAGES+=(qemu-user-static binfmt-support)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -34,6 +36,17 @@ if ! as_root docker info >/dev/null 2>&1; then
   fi
   for _ in $(seq 1 60); do as_root docker info >/dev/null 2>&1 && break; sleep 1; done
   as_root docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/jetson-hil-dockerd.log" >&2; exit 1; }
+fi
+
+# qemu-user for aarch64 binaries, registered with binfmt_misc with the F flag (containers find the interpreter):
+# the registration is the kernel's, for the whole machine, so say so when it is made.
+BINFMT=/proc/sys/fs/binfmt_misc
+if [ "$(uname -m)" != aarch64 ] && ! grep -qs '^enabled' "$BINFMT/qemu-aarch64"; then
+  echo "==> registering qemu-user for aarch64 binaries with binfmt_misc (for the whole machine: every aarch64"
+  echo "    program on it now runs under qemu; undo with: update-binfmts --disable qemu-aarch64)"
+  [ -e "$BINFMT/register" ] || as_root mount -t binfmt_misc binfmt_misc "$BINFMT"
+  as_root update-binfmts --enable qemu-aarch64
+  grep -qs '^enabled' "$BINFMT/qemu-aarch64" || { echo "qemu-aarch64 is not registered; see $BINFMT" >&2; exit 1; }
 fi
 
 PYTHON=${PYTHON:-python3}

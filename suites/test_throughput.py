@@ -15,6 +15,9 @@ gate of ``suites/regression.yaml`` against the same configuration in an earlier 
 Where the board has JetPack's trtexec and the module ran TensorRT, trtexec also runs the module's own engine at
 the same batch: its throughput is the limit, and `raw_over_trtexec` says how close the module's raw FPS comes to
 it (NVIDIA's jetson_benchmarks judge boards with trtexec). Elsewhere a `trtexec_available` row of 0 says so.
+
+A board whose CPU is emulated (qemu-user: it lists `emulated-cpu` among what it does not measure) is skipped, with
+the board's own word on its CPU: its FPS describe neither a Jetson nor the host.
 """
 
 from __future__ import annotations
@@ -32,7 +35,15 @@ from harness.deploy import ModuleHandle
 from harness.errors import CommandTimeout, HarnessError, TransportError
 from harness.gates import BaselineGate, check_floors
 from harness.profiles import PowerMode
-from harness.results import BenchmarkFile, ResultsWriter, RowContext, benchmark_entry, observations
+from harness.results import (
+    EMULATED_CPU,
+    BenchmarkFile,
+    ResultsWriter,
+    RowContext,
+    benchmark_entry,
+    observations,
+    read_differences,
+)
 from harness.telemetry.phases import Figure, bench_figures, stalls
 from harness.telemetry.sources import sampler_for
 from harness.telemetry.window import TelemetryWindow, TimedSample
@@ -41,6 +52,14 @@ from harness.trtexec import limit_rows
 WARMUP_ITERATIONS = 10
 #: a measurement found invalid (a stall, telemetry gone quiet, the link broken) is taken once more, then failed
 MEASUREMENT_ATTEMPTS = 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def native_cpu(board: Board, modeled: frozenset[str]) -> None:
+    """Skip before anything is deployed where the board's CPU is emulated."""
+    if EMULATED_CPU in modeled:
+        cpu = next((line for line in read_differences(board) if line.startswith("cpu:")), "its CPU is emulated")
+        pytest.skip(f"throughput on {board.name} is meaningless: {cpu}")
 
 
 @pytest.fixture(scope="module")

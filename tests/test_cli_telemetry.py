@@ -1,4 +1,4 @@
-"""`telemetry parse` on a capture made of real tegrastats lines (AGX Orin JetPack 5 and 7.2)."""
+"""`telemetry parse` on captures made of real tegrastats lines (AGX Orin JetPack 5 and 7.2, every capture)."""
 
 from __future__ import annotations
 
@@ -148,6 +148,7 @@ def test_a_damaged_capture_is_reported_line_by_line(damaged: Path) -> None:
     assert report[1] == "3 unparsable line(s), left out: lines 5, 6, 7"
     assert "line 3: rail VDD_CPU_GPU_CV 1e+08 mW is impossible (0..200000); the value was dropped" in report
     assert "line 4: GPU load 101% is impossible; the value was dropped" in report
+    assert f"{damaged}: line 2: not a tegrastats field: 'VDD_IN', '45x6mW/4556mW'" in report
     assert report[-1] == "1 sample(s) without VDD_IN have no total power: lines 2"
     assert runner.invoke(app, ["parse", str(damaged), "--strict"]).exit_code == 1
     assert runner.invoke(app, ["parse", str(DATA / "orin-nano-super-jp6.2-user.txt"), "--strict"]).exit_code == 0
@@ -159,3 +160,58 @@ def test_a_rail_no_sample_has_is_one_line_not_null_totals(capture: Path) -> None
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.strip() == ("error: rail 'VDD_BOGUS' is in none of the samples; rails there: VDDQ_VDD2_1V8AO, "
                                    "VDD_CPU_CV, VDD_GPU_SOC, VIN_SYS_5V0")
+
+
+NVDLA = DATA / "loaded/agx-orin-nvdla-1.txt"
+
+
+def test_dla_clock_is_exported() -> None:
+    result = runner.invoke(app, ["parse", str(NVDLA), "--strict"])
+    assert (result.exit_code, result.stderr.splitlines()) == (0, ["1 of 1 lines parsed; total power by sum"])
+    (row,) = csv.DictReader(io.StringIO(result.stdout))
+    assert float(row["engine_NVDLA0_FREQ_mhz"]) == 1600.0
+    (record,) = (json.loads(line) for line in runner.invoke(app, ["parse", str(NVDLA), "--format", "json"]).stdout
+                 .splitlines())
+    assert record["engines"] == {"VIC_FREQ": 115.0, "NVDLA0_FREQ": 1600.0, "APE": 174.0}
+    assert record["junk"] == []
+
+
+@pytest.fixture
+def marked_up(tmp_path: Path) -> Path:
+    """The real DLA line, then two copies corrupted for this test as a line copied from a web page or chat is:
+    its GR3D_FREQ in markdown bold and in an HTML tag."""
+    line = NVDLA.read_text().strip()
+    path = tmp_path / "tegrastats.log"
+    path.write_text("\n".join([line, line.replace("GR3D_FREQ", "**GR3D_FREQ**"),
+                               line.replace("GR3D_FREQ", "<b>GR3D_FREQ</b>")]) + "\n")
+    return path
+
+
+def test_markup_is_flagged_with_file_line_and_token(marked_up: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "harness", "telemetry", "parse", str(marked_up), "--strict"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "3 of 3 lines parsed; total power by sum",
+        f"{marked_up}: line 2: not a tegrastats field: '**GR3D_FREQ**', '14%@[407,407]'",
+        f"{marked_up}: line 3: not a tegrastats field: '<b>GR3D_FREQ</b>', '14%@[407,407]'",
+    ]
+    # without --strict the lines still give rows (their rails are good), and the report is the same
+    result = runner.invoke(app, ["parse", str(marked_up), "--format", "json"])
+    assert result.exit_code == 0 and result.stderr == done.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["gpu_util_pct"] for r in records] == [14, None, None]
+    assert [r["junk"] for r in records] == [
+        [], ["**GR3D_FREQ**", "14%@[407,407]"], ["<b>GR3D_FREQ</b>", "14%@[407,407]"]]
+
+
+@pytest.mark.parametrize("path", sorted(DATA.rglob("*.txt")), ids=lambda p: str(p.relative_to(DATA)))
+def test_every_real_capture_is_good_under_strict(path: Path) -> None:
+    """Every real capture (loaded/ too) parses whole under --strict; the one thing --strict may still refuse is a
+    user capture without rails, for want of a total power, never a field of it."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    result = runner.invoke(app, ["parse", str(path), "--strict"])
+    first, *complaints = result.stderr.splitlines()
+    assert first.startswith(f"{len(lines)} of {len(lines)} lines parsed;")
+    assert all(" have no total power: " in line for line in complaints), complaints
+    assert result.exit_code == (1 if complaints else 0)

@@ -21,6 +21,8 @@ from harness.telemetry.tegrastats import (
 
 DATA = Path(__file__).parent / "data" / "jetson" / "tegrastats"
 CAPTURES = sorted(DATA.glob("*.txt"))
+#: every real capture, those in subfolders (loaded/) too
+ALL_CAPTURES = sorted(DATA.rglob("*.txt"))
 
 # Third-party Orin NX 16GB (JP6.2) idle fixture quoted in /work/shared/research/jetson_facts.md
 # section 1.3 (not one of our own captures): four cores unplugged by the power mode.
@@ -57,6 +59,13 @@ def test_every_real_line_parses(path: Path) -> None:
         assert all(value != -256.0 for value in s.temps_c.values())
         # GR3D2_FREQ (AGX Orin JP5) is the only field real captures leave to `extra`.
         assert set(s.extra) <= {"GR3D2_FREQ"}
+
+
+@pytest.mark.parametrize("path", ALL_CAPTURES, ids=lambda p: str(p.relative_to(DATA)))
+def test_no_real_line_is_flagged_as_junk(path: Path) -> None:
+    """What a real board prints, fields the parser does not model included, is never junk."""
+    for s in parse_file(path):
+        assert s.parsed and s.junk == () and s.problems == (), s.raw
 
 
 def test_nano_total_is_input_rail_not_sum_of_sub_rails() -> None:
@@ -123,6 +132,30 @@ def test_agx_orin_jp6_engines_print_load_at_clock() -> None:
     assert s.extra == {}
     assert (s.gpu_util_pct, s.gpu_freq_mhz) == (0.0, 0.0)
     assert s.total_power_mw() == 2412.0 + 1607.0 + 4707.0
+
+
+def test_agx_orin_jp5_dla_clock_without_load_is_an_engine() -> None:
+    s = sample("loaded/agx-orin-nvdla-1.txt")
+    assert s.engines == {"VIC_FREQ": 115.0, "NVDLA0_FREQ": 1600.0, "APE": 174.0}
+    assert s.engine_load_pct == {}  # `@1600`: a clock, no load
+    assert s.extra == {} and s.junk == ()
+    assert (s.gpu_util_pct, s.gpu_freq_mhz, s.emc_util_pct, s.emc_freq_mhz) == (14.0, 407.0, 1.0, 2133.0)
+    assert s.total_power_mw() == 3150.0 + 14312.0 + 4968.0 + 1091.0
+    row = to_row(s)
+    assert row["engine_NVDLA0_FREQ_mhz"] == 1600.0 and "engine_NVDLA0_FREQ_load_pct" not in row
+    assert to_record(s)["engines"]["NVDLA0_FREQ"] == 1600.0
+
+
+@pytest.mark.parametrize("markup", ["**GR3D_FREQ**", "<b>GR3D_FREQ</b>"])
+def test_markup_around_a_field_is_junk_not_a_field(markup: str) -> None:
+    # A real line corrupted for this test: its GR3D_FREQ wrapped in markdown or HTML, as a copy from a web page has it.
+    real = sample("loaded/agx-orin-nvdla-1.txt").raw
+    s = parse_line(real.replace("GR3D_FREQ", markup))
+    assert s.junk == (markup, "14%@[407,407]")
+    assert s.gpu_util_pct is None and s.gpu_freq_mhz is None
+    assert s.parsed and s.total_power_mw() == sample("loaded/agx-orin-nvdla-1.txt").total_power_mw()
+    assert f"{markup} 14%@[407,407]" in s.extra.values()  # kept, as all unknown text is
+    assert to_record(s)["junk"] == [markup, "14%@[407,407]"]
 
 
 def test_xavier_nx_vic_load_is_an_engine_and_mts_a_load() -> None:
@@ -227,6 +260,7 @@ def test_unknown_fields_are_kept() -> None:
     line = (DATA / "tx2-root.txt").read_text().strip() + " FOO_BAR 12 weird@@token"
     s = parse_line(line)
     assert "FOO_BAR 12 weird@@token" in s.extra.values()
+    assert s.junk == ("weird@@token",)  # `FOO_BAR 12` has a field's shape: a newer board's, not junk
     assert s.total_power_mw() == 1383.0
     assert s.temps_c == sample("tx2-root.txt").temps_c
 
@@ -234,6 +268,7 @@ def test_unknown_fields_are_kept() -> None:
 def test_unknown_text_between_fields_keyed_by_token_position() -> None:
     s = parse_line("RAM 1/2MB ??? CPU [1%@2] !!")
     assert s.extra == {"token2": "???", "token5": "!!"}
+    assert s.junk == ("???", "!!")
     assert len(s.cpus) == 1
 
 

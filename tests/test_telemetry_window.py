@@ -169,6 +169,11 @@ def test_bad_lines_are_counted_and_kept_out_of_the_figures() -> None:
                   profile=get_profile("agx-orin"), mode=0)
     assert (s.samples, s.bad_samples) == (3, 2)
     assert s.max_power_w == pytest.approx(7.009)  # the 100 kW reading never enters a figure
+    # markup around a field (a line pasted through a chat or a wiki, built here from the real line) is no
+    # tegrastats field: the sample is counted bad, not passed for a good one
+    marked = parse_line(ORIN_JP5.raw.replace("GR3D_FREQ", "**GR3D_FREQ**"))
+    assert marked.junk
+    assert summarize(at((0.0, ORIN_JP5), (0.5, marked)), profile=get_profile("agx-orin"), mode=0).bad_samples == 1
 
 
 def test_board_stamps_come_first() -> None:

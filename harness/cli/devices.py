@@ -15,6 +15,7 @@ from harness.deploy.readiness import BACKENDS, readiness_of
 from harness.inventory import BoardEntry, SshTransportConfig
 from harness.lab import DEFAULT_LEASE_TIMEOUT_S, load_inventory, open_board
 from harness.profiles import all_profiles
+from harness.results import read_differences
 from harness.telemetry.tegrastats import TegrastatsSample
 
 out = Console()
@@ -105,7 +106,8 @@ BackendOption = Annotated[Backend | None, typer.Option(
 def probe(device: DeviceOption, lab: LabOption = None, lease_timeout: LeaseTimeout = DEFAULT_LEASE_TIMEOUT_S,
           backend: BackendOption = None) -> None:
     """Connect to a board and print what it is: model, part number, L4T, JetPack, power mode, clocks, telemetry,
-    and the module's stack line (Python, TensorRT, CUDA runtime → the backend it will use, or what it lacks)."""
+    where a virtual board's userspace differs from its JetPack, and the module's stack line (Python, TensorRT, CUDA
+    runtime → the backend it will use, or what it lacks)."""
     with open_board(device, load_inventory(lab), lease_timeout, purpose="hil probe") as board:
         identity = board.identity()
         mode = board.power_mode()
@@ -124,6 +126,7 @@ def probe(device: DeviceOption, lab: LabOption = None, lease_timeout: LeaseTimeo
             ("power mode", f"{mode.name} ({mode.id})"),
             ("clocks", "locked (jetson_clocks)" if clocks.locked else "dynamic"),
             ("telemetry", _sample_summary(sample, board.profile.telemetry.total_power)),
+            *(("differs from JetPack", line) for line in read_differences(board)),
         ]
         for key, value in rows:
             table.add_row(key, value)

@@ -75,8 +75,8 @@ def parse(
         ),
     ] = "auto",
     output: Annotated[Path | None, typer.Option("--output", help="Write here instead of stdout.")] = None,
-    strict: Annotated[bool, typer.Option(help="exit 1 when a line is unparsable, a value impossible, or a "
-                                              "sample has no total power")] = False,
+    strict: Annotated[bool, typer.Option(help="exit 1 when a line is unparsable, has text that is no tegrastats "
+                                              "field, a value impossible, or a sample has no total power")] = False,
 ) -> None:
     """Parse a tegrastats capture into CSV or JSON lines; say on stderr which lines were not good measurements."""
     try:
@@ -86,7 +86,7 @@ def parse(
     numbered = [(number, parse_line(line)) for number, line in enumerate(lines, 1) if line.strip()]
     samples = [sample for _, sample in numbered if sample.parsed]
     rule = capture_rule(samples, total_power)
-    report = CaptureReport.of(numbered, rule)
+    report = CaptureReport.of(file, numbered, rule)
     try:
         with _open_output(output) as out:
             _WRITERS[fmt](samples, rule, out)
@@ -101,26 +101,30 @@ def parse(
 class CaptureReport:
     """What in a capture is not a good measurement, by line number."""
 
-    def __init__(self, total: int, unparsable: list[int], impossible: list[tuple[int, str]],
-                 without_total: list[int], rule: str) -> None:
-        self.total, self.unparsable, self.impossible = total, unparsable, impossible
-        self.without_total, self.rule = without_total, rule
+    def __init__(self, source: Path, total: int, unparsable: list[int], junk: list[tuple[int, tuple[str, ...]]],
+                 impossible: list[tuple[int, str]], without_total: list[int], rule: str) -> None:
+        self.source, self.total, self.unparsable, self.junk = source, total, unparsable, junk
+        self.impossible, self.without_total, self.rule = impossible, without_total, rule
 
     @classmethod
-    def of(cls, numbered: list[tuple[int, TegrastatsSample]], rule: str) -> CaptureReport:
+    def of(cls, source: Path, numbered: list[tuple[int, TegrastatsSample]], rule: str) -> CaptureReport:
         parsed = [(n, s) for n, s in numbered if s.parsed]
-        return cls(len(numbered), [n for n, s in numbered if not s.parsed],
+        return cls(source, len(numbered), [n for n, s in numbered if not s.parsed],
+                   [(n, s.junk) for n, s in parsed if s.junk],
                    [(n, problem) for n, s in parsed for problem in s.problems],
                    [n for n, s in parsed if s.total_power_mw(rule) is None], rule)
 
     @property
     def bad(self) -> bool:
-        return bool(self.unparsable or self.impossible or self.without_total)
+        return bool(self.unparsable or self.junk or self.impossible or self.without_total)
 
     def lines(self) -> list[str]:
         out = [f"{self.total - len(self.unparsable)} of {self.total} lines parsed; total power by {self.rule}"]
         if self.unparsable:
             out.append(f"{len(self.unparsable)} unparsable line(s), left out: {_numbers(self.unparsable)}")
+        # a damaged line is still parsed (its rails are good), but it is no clean measurement: say where and what
+        out += [f"{self.source}: line {n}: not a tegrastats field: {', '.join(map(repr, tokens))}"
+                for n, tokens in self.junk]
         out += [f"line {n}: {problem}; the value was dropped" for n, problem in self.impossible]
         if self.without_total:
             out.append(f"{len(self.without_total)} sample(s) without {self.rule} have no total power: "

@@ -43,7 +43,7 @@ def check_floors(profile: DeviceProfile, mode: PowerMode, precision: str, batch:
         reason = None
         if floor.backend != backend or (floor.device and not device.startswith(floor.device)):
             reason = f"this board runs {backend} on {device}"
-        elif source == "modeled":
-            reason = f"{floor.metric} is modeled on this board, not measured"
+        elif source != "measured":
+            reason = f"{floor.metric} is {source} on this board, not measured"
         checks.append(FloorCheck(floor, value, reason))
     return checks

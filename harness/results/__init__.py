@@ -5,10 +5,18 @@ metric was measured or modeled on this board; `benchmark` exports latencies as p
 """
 
 from harness.results.benchmark import BenchmarkFile, benchmark_entry, write_benchmark_json
-from harness.results.modeled import modeled_metrics, observations, read_modeled, source_of
+from harness.results.modeled import (
+    EMULATED_CPU,
+    modeled_metrics,
+    observations,
+    read_differences,
+    read_modeled,
+    source_of,
+)
 from harness.results.table import FIELDS, ResultsWriteError, ResultsWriter, Row, RowContext, read_results
 
 __all__ = [
+    "EMULATED_CPU",
     "FIELDS",
     "BenchmarkFile",
     "ResultsWriteError",
@@ -18,6 +26,7 @@ __all__ = [
     "benchmark_entry",
     "modeled_metrics",
     "observations",
+    "read_differences",
     "read_modeled",
     "read_results",
     "source_of",

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from filelock import FileLock
 
@@ -28,7 +28,8 @@ from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)
 
-Source = Literal["measured", "modeled"]
+#: measured on the board; modeled by a virtual board; timed on a CPU that qemu-user emulates
+Source = Literal["measured", "modeled", "emulated-cpu"]
 
 
 def utc_now() -> str:
@@ -199,8 +200,9 @@ def read_results(path: str | Path) -> list[Row]:
     rows = []
     for record in reader:
         source = record["source"]
-        if source not in ("measured", "modeled"):
-            raise HarnessError(f"{path}:{reader.line_num}: source {source!r} is not measured or modeled")
+        if source not in get_args(Source):
+            raise HarnessError(f"{path}:{reader.line_num}: source {source!r} is not one of "
+                               f"{', '.join(get_args(Source))}")
         rows.append(Row(
             run=record["run"], board=record["board"], profile=record["profile"],
             power_mode=_none(record["power_mode"]), precision=_none(record["precision"]),

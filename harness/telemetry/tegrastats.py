@@ -4,7 +4,9 @@ Every board and release prints a slightly different line, and a benchmark must n
 power capture because one field changed shape. So `parse_line` never raises: it reads the fields
 it knows and keeps any text it does not understand in `TegrastatsSample.extra`. Tolerant is not
 credulous: a line with no tegrastats field at all, and a physically impossible value (which is
-dropped, not kept), are listed in `TegrastatsSample.problems` for the caller to count and report.
+dropped, not kept), are listed in `TegrastatsSample.problems` for the caller to count and report;
+text that has no field's shape at all (markup such as `**GR3D_FREQ**`, a mangled token, stray words)
+is listed in `TegrastatsSample.junk`, apart from the unknown-but-well-formed fields of newer boards.
 
 Total power follows NVIDIA's rule: `POM_5V_IN` (Nano/TX1) or `VDD_IN` (TX2, Xavier NX, Orin NX/Nano)
 is the board input and already contains the sub-rails; boards without an input rail (AGX Xavier,
@@ -56,7 +58,15 @@ _RAIL_RE = re.compile(
 )
 _ENGINE_RE = re.compile(
     r"(?P<name>(?:APE|NVENC[0-9]*|NVDEC[0-9]*|NVJPG[0-9]*|VIC[0-9]*|MSENC|OFA|NVDLA[0-9]*|PVA[0-9]*|SE)"
-    rf"(?:_FREQ)?) (?P<value>(?:(?P<util>{_NUM})%@)?(?P<freq>[0-9]+)|off)" + _END
+    rf"(?:_FREQ)?) (?P<value>(?:(?:(?P<util>{_NUM})%)?@)?(?P<freq>[0-9]+)|off)" + _END
+)
+#: the shapes of a field the parser does not model (`NAME value`): a name, then `off`, a number with a unit,
+#: `a/b[/c]`, `N%@MHz`, `@MHz`, `@[MHz,...]` or a `[..]` list; text of no such shape is junk, not a field
+_FIELD_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_AMOUNT = rf"{_NUM}(?:[kMG]?B|m?W|C|%)?"
+_FIELD_VALUE_RE = re.compile(
+    rf"off|{_AMOUNT}(?:/{_AMOUNT})*|(?:{_NUM}%)?@(?:[0-9]+|\[[0-9]+(?:,[0-9]+)*\])"
+    rf"|\[{_CPU_ITEM}(?:,{_CPU_ITEM})*\](?:@[0-9]+)?"
 )
 
 
@@ -99,11 +109,15 @@ class TegrastatsSample:
     emc_freq_mhz: float | None = None
     temps_c: dict[str, float] = field(default_factory=dict)
     rails: tuple[Rail, ...] = ()
-    #: engine clock in MHz by name as printed (APE, NVENC, VIC_FREQ ...); None when the engine is off
+    #: engine clock in MHz by name as printed (APE, NVENC, VIC_FREQ, the DLA cores' NVDLA0_FREQ on JetPack 5
+    #: and NVDLA0 on JetPack 6 ...); None when the engine is off
     engines: dict[str, float | None] = field(default_factory=dict)
     #: engine load in % where the board prints one (JetPack 6 `NVENC 79%@166`; MTS fg/bg)
     engine_load_pct: dict[str, float] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    #: the tokens in `extra` that are no tegrastats field at all (markup, a mangled token, a stray word): the
+    #: line was damaged on its way, unlike a well-formed field the parser does not model
+    junk: tuple[str, ...] = ()
     #: why this line is not (wholly) a measurement: no tegrastats field in it, or impossible values dropped
     problems: tuple[str, ...] = ()
     #: rails whose reading was impossible and dropped: a sum of the rest would be no total
@@ -163,6 +177,7 @@ class _Fields:
     engines: dict[str, float | None] = field(default_factory=dict)
     engine_load_pct: dict[str, float] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    junk: list[str] = field(default_factory=list)
 
     def keep(self, key: str, text: str) -> None:
         """Store text in `extra` without overwriting an earlier entry of the same key."""
@@ -170,6 +185,11 @@ class _Fields:
         while unique in self.extra:
             unique, n = f"{key}#{n}", n + 1
         self.extra[unique] = text
+
+    def keep_unknown(self, at: int, tokens: list[str]) -> None:
+        """Keep a run of text no pattern matched, and note the tokens in it that are not `NAME value` fields."""
+        self.keep(f"token{at}", " ".join(tokens))
+        self.junk += _not_fields(tokens)
 
 
 def _to_mb(value: str, unit: str) -> float:
@@ -232,7 +252,8 @@ def _on_rail(m: re.Match[str], acc: _Fields) -> None:
 
 
 def _on_engine(m: re.Match[str], acc: _Fields) -> None:
-    """`APE 174`, `NVENC off`, and JetPack 6's `NVENC 79%@166` (load at clock)."""
+    """`APE 174`, `NVENC off`, JetPack 6's `NVENC 79%@166` (load at clock) and JetPack 5's `NVDLA0_FREQ @1600`
+    (a clock without a load)."""
     acc.engines[m["name"]] = None if m["value"] == "off" else float(m["freq"])
     if m["util"]:
         acc.engine_load_pct[m["name"]] = float(m["util"])
@@ -277,6 +298,22 @@ def _token_end(text: str, pos: int) -> int:
     return len(text) if end < 0 else end
 
 
+def _not_fields(tokens: list[str]) -> list[str]:
+    """The tokens of an unmatched run that are not part of a `NAME value` pair. Newer boards print fields this
+    parser does not model (`GR3D2_FREQ 99%@0`, `EMC 1%@408`), and those are legitimate; `**GR3D_FREQ**`,
+    `<b>`, `45x6mW/4556mW` or a word without a value are not."""
+    junk = []
+    i = 0
+    while i < len(tokens):
+        if (_FIELD_NAME_RE.fullmatch(tokens[i]) and i + 1 < len(tokens)
+                and _FIELD_VALUE_RE.fullmatch(tokens[i + 1])):
+            i += 2
+        else:
+            junk.append(tokens[i])
+            i += 1
+    return junk
+
+
 def parse_line(line: str) -> TegrastatsSample:
     """Parse one tegrastats line. Never raises: unknown text is kept in `extra`, keyed by token index."""
     text = " ".join(line.split())
@@ -295,11 +332,11 @@ def parse_line(line: str) -> TegrastatsSample:
             end = _token_end(text, pos)
             unknown.append(text[pos:end])
         elif unknown:
-            acc.keep(f"token{unknown_at}", " ".join(unknown))
+            acc.keep_unknown(unknown_at, unknown)
             unknown.clear()
         pos = end
     if unknown:
-        acc.keep(f"token{unknown_at}", " ".join(unknown))
+        acc.keep_unknown(unknown_at, unknown)
     sample = TegrastatsSample(
         raw=line.rstrip("\r\n"),
         cpus=tuple(acc.cpus),
@@ -308,6 +345,7 @@ def parse_line(line: str) -> TegrastatsSample:
         engines=acc.engines,
         engine_load_pct=acc.engine_load_pct,
         extra=acc.extra,
+        junk=tuple(acc.junk),
         **acc.values,
     )
     if not sample.parsed:
@@ -415,4 +453,5 @@ def to_record(sample: TegrastatsSample, rule: str = "auto") -> dict[str, Any]:
         "engines": dict(sample.engines),
         "engine_load_pct": dict(sample.engine_load_pct),
         "extra": dict(sample.extra),
+        "junk": list(sample.junk),
     }

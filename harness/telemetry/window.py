@@ -197,7 +197,7 @@ def summarize(
     all_points = _power_points(samples, profile.telemetry.total_power)
     if span is not None:
         samples = [t for t in samples if span[0] <= t.t_s <= span[1]]
-    bad = sum(1 for t in samples if t.sample.problems or (all_points and t.sample.parsed
+    bad = sum(1 for t in samples if t.sample.problems or t.sample.junk or (all_points and t.sample.parsed
                                                           and t.sample.total_power_mw(profile.telemetry.total_power)
                                                           is None))
     samples = [t for t in samples if t.sample.parsed]

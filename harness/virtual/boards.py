@@ -22,10 +22,13 @@ from harness.profiles import get_profile
 from harness.virtual.edge import iothub_config
 from harness.virtual.engine import docker_client
 from harness.virtual.image import ensure_board_image
+from harness.virtual.recipe import ARCHES, host_arch
 
 LABEL = "jetson-hil.virtual"
 STATE_DIR_ENV = "JETSON_HIL_VIRTUAL_DIR"
 SSH_READY_TIMEOUT_S = 60.0
+#: a board under qemu-user boots its Python tools 10-20x slower before sshd answers
+EMULATED_SSH_READY_TIMEOUT_S = 300.0
 # Docker's default masked paths less /sys/firmware: the board's own tmpfs there carries the device
 # tree (/sys/firmware/devicetree/base), as on a Jetson; Docker would hide it behind a read-only mask.
 MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -43,6 +46,7 @@ class VirtualBoard:
     profile: str
     port: int
     status: str
+    arch: str
 
     @property
     def key_file(self) -> Path:
@@ -62,8 +66,9 @@ class VirtualBoard:
 
     @classmethod
     def of(cls, container: Container) -> VirtualBoard:
-        return cls(container.name, container.labels["jetson-hil.profile"], int(container.labels["jetson-hil.port"]),
-                   container.status)
+        labels = container.labels
+        return cls(container.name, labels["jetson-hil.profile"], int(labels["jetson-hil.port"]), container.status,
+                   labels.get("jetson-hil.arch", host_arch()))
 
 
 def _keypair() -> tuple[bytes, bytes]:
@@ -120,21 +125,32 @@ def list_boards() -> list[VirtualBoard]:
     return [VirtualBoard.of(c) for c in client.containers.list(all=True, filters={"label": LABEL})]
 
 
-def up(profile_name: str, name: str | None = None) -> VirtualBoard:
-    """Start a virtual board of `profile_name` (or return the running one of that name)."""
+def default_name(profile: str, arch: str | None = None) -> str:
+    """virtual-PROFILE on this machine's architecture, virtual-PROFILE-ARCH on another."""
+    return f"virtual-{profile}" if arch in (None, host_arch()) else f"virtual-{profile}-{arch}"
+
+
+def up(profile_name: str, name: str | None = None, arch: str | None = None) -> VirtualBoard:
+    """Start a virtual board of `profile_name` for `arch` (this machine's by default; another runs under
+    qemu-user), or return the running one of that name."""
     profile = get_profile(profile_name)
-    name = name or f"virtual-{profile.name}"
+    arch = arch or host_arch()
+    if arch not in ARCHES:
+        raise HarnessError(f"virtual board architecture {arch!r}: one of {', '.join(ARCHES)}")
+    name = name or default_name(profile.name, arch)
+    ready_s = SSH_READY_TIMEOUT_S if arch == host_arch() else EMULATED_SSH_READY_TIMEOUT_S
     client = docker_client()
     existing = find(name, client)
-    if existing is not None and existing.profile != profile.name:
-        raise HarnessError(f"a virtual board named {name!r} already runs profile {existing.profile}")
+    if existing is not None and (existing.profile, existing.arch) != (profile.name, arch):
+        raise HarnessError(f"a virtual board named {name!r} already runs profile {existing.profile} on "
+                           f"{existing.arch}: stop it (hil virtual down {name}) or choose another --name")
     if existing is not None:
         container = client.containers.get(name)
         if container.status != "running":
             container.start()
-        wait_for_ssh(existing.port)
+        wait_for_ssh(existing.port, ready_s)
         return find(name, client) or existing
-    image = ensure_board_image(client, profile)
+    image = ensure_board_image(client, profile, arch)
     port = _free_port()
     directory = state_dir(name)
     directory.mkdir(parents=True, exist_ok=True)
@@ -156,7 +172,7 @@ def up(profile_name: str, name: str | None = None) -> VirtualBoard:
     host_config["MaskedPaths"] = MASKED_PATHS
     created = client.api.create_container(
         image, name=name, hostname=name, detach=True, ports=[22], host_config=host_config,
-        labels={LABEL: "1", "jetson-hil.profile": profile.name, "jetson-hil.port": str(port)})
+        labels={LABEL: "1", "jetson-hil.profile": profile.name, "jetson-hil.port": str(port), "jetson-hil.arch": arch})
     container = client.containers.get(created["Id"])
     container.put_archive("/", _tar({
         "etc/ssh/ssh_host_ed25519_key": (host_key, 0o600),
@@ -164,7 +180,7 @@ def up(profile_name: str, name: str | None = None) -> VirtualBoard:
         "root/.ssh/authorized_keys": (client_pub + b"\n", 0o600),
     }))
     container.start()
-    wait_for_ssh(port)
+    wait_for_ssh(port, ready_s)
     board = find(name, client)
     assert board is not None
     return board

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,9 +15,12 @@ from rich.table import Table
 from harness.virtual import boards
 from harness.virtual.edge import hub_dir
 from harness.virtual.hub import stop_hub
+from harness.virtual.recipe import ARCHES, host_arch
 
 #: what Docker accepts as a container name, which is also a valid inventory board name
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+Arch = Enum("Arch", {name: name for name in ARCHES}, type=str)  # type: ignore[misc]
 
 app = typer.Typer(help="Virtual Jetson boards: Docker containers reached over SSH like real boards.",
                   no_args_is_help=True)
@@ -25,15 +29,19 @@ out = Console()
 
 @app.command()
 def up(profile: Annotated[str, typer.Argument(help="device profile, e.g. xavier-nx")],
-       name: Annotated[str | None, typer.Option(help="container name (default virtual-PROFILE)")] = None) -> None:
+       name: Annotated[str | None, typer.Option(help="container name (default virtual-PROFILE[-ARCH])")] = None,
+       arch: Annotated[Arch | None, typer.Option(help="the board's CPU architecture: arm64 as on a Jetson, under "
+                                                      "qemu-user on an x86_64 machine (default: this machine's)")]
+       = None) -> None:
     """Start a virtual board (building its image on first use) and print how to reach it."""
     if name is not None and not NAME.fullmatch(name):
         raise typer.BadParameter(f"{name!r}: a board name is letters, digits, '_', '.' and '-', starting with a "
                                  "letter or digit", param_hint="--name")
-    board = boards.up(profile, name)
-    out.print(f"{board.name} ({board.profile}) is up: ssh -i {board.key_file} -o UserKnownHostsFile="
+    board = boards.up(profile, name, arch.value if arch else None)
+    selector = f"virtual:{board.profile}" + ("" if board.arch == host_arch() else f":{board.arch}")
+    out.print(f"{board.name} ({board.profile}, {board.arch}) is up: ssh -i {board.key_file} -o UserKnownHostsFile="
               f"{board.known_hosts} -p {board.port} root@127.0.0.1")
-    out.print(f"use it with: hil probe --device virtual:{board.profile}   (or the lab.yaml entry below)")
+    out.print(f"use it with: hil probe --device {selector}   (or the lab.yaml entry below)")
     typer.echo(board.entry().model_dump_json(exclude_none=True))
 
 
@@ -60,10 +68,10 @@ def lab(profiles: Annotated[list[str], typer.Argument(help="a board per argument
 def list_() -> None:
     """List virtual boards."""
     table = Table()
-    for column in ("name", "profile", "ssh port", "status"):
+    for column in ("name", "profile", "arch", "ssh port", "status"):
         table.add_column(column)
     for board in boards.list_boards():
-        table.add_row(board.name, board.profile, str(board.port), board.status)
+        table.add_row(board.name, board.profile, board.arch, str(board.port), board.status)
     out.print(table)
 
 

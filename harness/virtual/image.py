@@ -27,20 +27,23 @@ from harness.deploy.wheelhouse import wheelhouse
 from harness.errors import HarnessError
 from harness.profiles import DeviceProfile
 from harness.virtual.recipe import (
+    ARCHES,
     BASE_PACKAGES,
-    BASE_PYTHON,
     DEBIAN_MIRROR,
-    DEBIAN_SUITE,
     JETSON_STATS,
     BoardContext,
+    base_python,
     base_tag,
+    debian_suite,
+    host_arch,
 )
 
 console = Console(stderr=True)
 #: a Debian minbase over a slow mirror takes minutes; a stalled download must not take forever
 DEBOOTSTRAP_TIMEOUT_S = 1800
-#: the board image adds a few files and links on top of the base: seconds, not minutes
+#: the board image adds a few files and links on top of the base: seconds, not minutes (a minute under qemu)
 BOARD_BUILD_TIMEOUT_S = 600
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
 
 
 def _exists(client: docker.DockerClient, tag: str) -> bool:
@@ -51,14 +54,29 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
     return True
 
 
-def _debootstrap(target: Path, timeout_s: float = DEBOOTSTRAP_TIMEOUT_S) -> None:
+def emulation_ready(arch: str, binfmt: Path = BINFMT) -> None:
+    """A foreign architecture runs here only through qemu-user registered with binfmt_misc (with the F flag, so
+    that containers find the interpreter); say how to get it otherwise."""
+    if arch == host_arch():
+        return
+    entry = binfmt / f"qemu-{ARCHES.get(arch, arch)}"
+    text = entry.read_text() if entry.is_file() else ""
+    if not text.startswith("enabled") or "F" not in next((line for line in text.splitlines()
+                                                          if line.startswith("flags:")), ""):
+        raise HarnessError(f"an {arch} virtual board runs under qemu-user, which this machine has not registered "
+                           f"({entry}: {'not enabled with the F flag' if text else 'missing'}): run "
+                           "scripts/setup.sh, which installs qemu-user-static and registers it for the whole machine")
+
+
+def _debootstrap(target: Path, suite: str, arch: str, timeout_s: float = DEBOOTSTRAP_TIMEOUT_S) -> None:
     if shutil.which("debootstrap") is None:
         raise HarnessError("building a virtual board's base image needs debootstrap: `apt-get install debootstrap`")
     if os.geteuid() != 0:
         raise HarnessError("debootstrap must run as root to build the virtual board's base image (use sudo)")
-    command = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-               DEBIAN_SUITE, str(target), DEBIAN_MIRROR]
-    run_with_progress(command, f"debootstrap {DEBIAN_SUITE} from {DEBIAN_MIRROR}", timeout_s)
+    emulation_ready(arch)
+    command = ["debootstrap", f"--arch={arch}", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+               suite, str(target), DEBIAN_MIRROR]
+    run_with_progress(command, f"debootstrap {suite} {arch} from {DEBIAN_MIRROR}", timeout_s)
 
 
 def _kill_group(pid: int) -> None:
@@ -88,15 +106,17 @@ def run_with_progress(command: list[str], what: str, timeout_s: float) -> None:
         raise HarnessError(f"{what} {why}; last lines:\n" + "\n".join(tail))
 
 
-def ensure_base(client: docker.DockerClient) -> str:
-    """The base image tag, building it with debootstrap when it is not cached."""
-    tag = base_tag()
+def ensure_base(client: docker.DockerClient, suite: str = "bookworm", arch: str | None = None) -> str:
+    """The base image tag of Debian `suite` for `arch` (this machine's by default), building it with debootstrap
+    when it is not cached."""
+    arch = arch or host_arch()
+    tag = base_tag(suite, arch)
     if _exists(client, tag):
         return tag
     console.print(f"[bold]building virtual board base image {tag}[/] (debootstrap, once)")
     with tempfile.TemporaryDirectory(prefix="jetson-hil-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        _debootstrap(rootfs)
+        _debootstrap(rootfs, suite, arch)
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
             shutil.rmtree(rootfs / cache, ignore_errors=True)
         tarball = Path(tmp) / "rootfs.tar"
@@ -107,11 +127,14 @@ def ensure_base(client: docker.DockerClient) -> str:
     return tag
 
 
-def ensure_board_image(client: docker.DockerClient, profile: DeviceProfile,
+def ensure_board_image(client: docker.DockerClient, profile: DeviceProfile, arch: str | None = None,
                        timeout_s: float = BOARD_BUILD_TIMEOUT_S) -> str:
-    """The profile's board image tag, built on top of the base when not cached."""
-    wheels = wheelhouse(JETSON_STATS + "\n", BASE_PYTHON, console, what="jetson-stats (the board's jtop service)")
-    context = BoardContext.for_profile(profile, ensure_base(client), wheels)
+    """The profile's board image tag for `arch`, built on top of its Debian base when not cached."""
+    arch = arch or host_arch()
+    suite = debian_suite(profile)
+    wheels = wheelhouse(JETSON_STATS + "\n", base_python(suite, arch), console,
+                        what="jetson-stats (the board's jtop service)")
+    context = BoardContext.for_profile(profile, ensure_base(client, suite, arch), wheels, arch)
     tag = context.tag()
     if _exists(client, tag):
         return tag

@@ -9,11 +9,12 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.board.identity import L4T_TO_JETPACK
 from harness.deploy.wheelhouse import PythonTarget
 from harness.profiles import DeviceProfile
+from harness.results.modeled import EMULATED_CPU
 
 ROOTFS_OVERLAY = Path(__file__).parent / "rootfs"
-DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("JETSON_HIL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BASE_PACKAGES = ("openssh-server", "python3", "python3-venv", "iptables", "iproute2", "procps", "ca-certificates")
 BASE_REPOSITORY = "jetson-hil/base"
@@ -25,9 +26,49 @@ MODELED = ("power", "temperature", "gpu", "clocks", "memory")
 # The processes whose work a real board does on its GPU: the detection module (`python -m module ...`).
 GPU_STAND_IN = [["-m", "module"]]
 # jetson-stats, whose jtop service runs on the board as on a lab's Jetson: installed offline from wheels the host
-# downloads for the base's python3 (bookworm: 3.11, glibc 2.36); the same release the tests read lines with
+# downloads for the base's python3; the same release the tests read lines with
 JETSON_STATS = "jetson-stats==7.2.2"
-BASE_PYTHON = PythonTarget(3, 11, platform.machine(), (2, 36))
+#: Debian's name of a CPU architecture → the kernel's (platform.machine())
+ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}
+JETSON_ARCH = "arm64"
+
+
+@dataclass(frozen=True)
+class Userspace:
+    """What a board's Python packages depend on: its python3 and its C library."""
+
+    python: tuple[int, int]
+    glibc: tuple[int, int]
+
+
+#: the Debian releases deb.debian.org still serves (buster, glibc 2.28, has moved to archive.debian.org, which
+#: these machines cannot reach), with their python3 and glibc
+DEBIAN = {"bullseye": Userspace((3, 9), (2, 31)), "bookworm": Userspace((3, 11), (2, 36))}
+#: JetPack's Ubuntu by L4T major release: 32 (JetPack 4) is 18.04, 35 (JetPack 5) 20.04, 36 (JetPack 6) 22.04
+JETPACK = {32: Userspace((3, 6), (2, 27)), 35: Userspace((3, 8), (2, 31)), 36: Userspace((3, 10), (2, 35))}
+
+
+def host_arch() -> str:
+    """This machine's architecture, by Debian's name."""
+    machine = platform.machine()
+    return next((name for name, kernel in ARCHES.items() if kernel == machine), machine)
+
+
+def jetpack_userspace(profile: DeviceProfile) -> Userspace:
+    return JETPACK[int(profile.virtual.l4t.split(".")[0])]
+
+
+def debian_suite(profile: DeviceProfile) -> str:
+    """The fetchable Debian release closest to the profile's JetPack: nearest glibc, then nearest python3."""
+    want = jetpack_userspace(profile)
+    return min(DEBIAN, key=lambda suite: (abs(DEBIAN[suite].glibc[1] - want.glibc[1]),
+                                          abs(DEBIAN[suite].python[1] - want.python[1])))
+
+
+def base_python(suite: str, arch: str) -> PythonTarget:
+    """The python3 of a base image, as the wheelhouse resolves for it."""
+    userspace = DEBIAN[suite]
+    return PythonTarget(*userspace.python, ARCHES.get(arch, arch), userspace.glibc)
 
 
 def digest(*parts: bytes) -> str:
@@ -37,10 +78,11 @@ def digest(*parts: bytes) -> str:
     return sha.hexdigest()[:12]
 
 
-def base_tag() -> str:
+def base_tag(suite: str = "bookworm", arch: str | None = None) -> str:
     """The base rootfs image, named by its recipe so a changed recipe means a rebuild."""
-    recipe = f"minbase {DEBIAN_SUITE} {DEBIAN_MIRROR} {' '.join(BASE_PACKAGES)}".encode()
-    return f"{BASE_REPOSITORY}:{digest(recipe)}"
+    arch = arch or host_arch()
+    recipe = f"minbase {suite} {arch} {DEBIAN_MIRROR} {' '.join(BASE_PACKAGES)}".encode()
+    return f"{BASE_REPOSITORY}:{suite}-{arch}-{digest(recipe)}"
 
 
 def board_spec(profile: DeviceProfile) -> dict:
@@ -50,13 +92,33 @@ def board_spec(profile: DeviceProfile) -> dict:
     return spec
 
 
-def modeled_file(profile: DeviceProfile) -> str:
-    """/etc/jetson-hil/modeled: the categories the board models, then what of its model is assumed, and why."""
+def modeled_file(profile: DeviceProfile, arch: str) -> str:
+    """/etc/jetson-hil/modeled: the categories the board models (and, under qemu, that its CPU is emulated),
+    then what of its model is assumed, and why."""
     model = profile.virtual.model
-    lines = [*MODELED, "# what of this board's model is assumed rather than taken from a real board:"]
+    emulated = [f"{EMULATED_CPU}  # {ARCHES.get(arch, arch)} under qemu-user"] if arch != host_arch() else []
+    lines = [*MODELED, *emulated, "# what of this board's model is assumed rather than taken from a real board:"]
     lines += [f"# assumption: {name}: {why}" for name, why in model.assumptions.items()]
     lines += ["# assumption: the GPU: the detection module's processes stand in for its work (their CPU time is "
               "GPU load)", "# assumption: an emulated core does what one host CPU does"]
+    return "\n".join(lines) + "\n"
+
+
+def differences_file(profile: DeviceProfile, arch: str) -> str:
+    """/etc/jetson-hil/differs: where this board's userspace differs from the JetPack it names, one
+    `what: this board's (JetPack's)` a line, so that no one reads a result from it as the real board's."""
+    jetpack = L4T_TO_JETPACK.get(profile.virtual.l4t, f"L4T {profile.virtual.l4t}")
+    ours, theirs = DEBIAN[debian_suite(profile)], jetpack_userspace(profile)
+    lines = [f"# this virtual {profile.display_name} runs Debian {debian_suite(profile)}: the fetchable release "
+             f"closest to JetPack {jetpack}'s Ubuntu"]
+    for what, mine, real in (("python", ours.python, theirs.python), ("glibc", ours.glibc, theirs.glibc)):
+        if mine != real:
+            lines.append(f"{what}: {'.'.join(map(str, mine))} (JetPack {jetpack}: {'.'.join(map(str, real))})")
+    if arch != JETSON_ARCH:
+        lines.append(f"architecture: {ARCHES.get(arch, arch)} (JetPack {jetpack}: aarch64)")
+    if arch != host_arch():
+        lines.append(f"cpu: {ARCHES.get(arch, arch)} emulated by qemu-user on {platform.machine()} "
+                     "(10-20x slower than the host; its FPS describe neither)")
     return "\n".join(lines) + "\n"
 
 
@@ -85,13 +147,15 @@ class BoardContext:
 
     profile: DeviceProfile
     base: str
+    arch: str = field(default_factory=host_arch)
     files: dict[str, bytes] = field(default_factory=dict)
     wheels: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def for_profile(cls, profile: DeviceProfile, base: str, wheels: Path) -> BoardContext:
-        """`wheels`: a folder of jetson-stats' wheels for BASE_PYTHON."""
-        ctx = cls(profile, base, wheels={path.name: path.read_bytes() for path in sorted(wheels.glob("*.whl"))})
+    def for_profile(cls, profile: DeviceProfile, base: str, wheels: Path, arch: str | None = None) -> BoardContext:
+        """`wheels`: a folder of jetson-stats' wheels for the base's python3."""
+        ctx = cls(profile, base, arch or host_arch(),
+                  wheels={path.name: path.read_bytes() for path in sorted(wheels.glob("*.whl"))})
         for path in sorted(ROOTFS_OVERLAY.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 ctx.files[str(path.relative_to(ROOTFS_OVERLAY))] = path.read_bytes()
@@ -99,7 +163,8 @@ class BoardContext:
             "etc/nv_tegra_release": nv_tegra_release(profile).encode(),
             "etc/nvpmodel.conf": nvpmodel_conf(profile).encode(),
             "etc/jetson-hil/board.json": json.dumps(board_spec(profile), indent=1).encode(),
-            "etc/jetson-hil/modeled": modeled_file(profile).encode(),
+            "etc/jetson-hil/modeled": modeled_file(profile, ctx.arch).encode(),
+            "etc/jetson-hil/differs": differences_file(profile, ctx.arch).encode(),
             "usr/lib/jetson-hil/devicetree/model": profile.device_tree_model.encode() + b"\0",
             "usr/lib/jetson-hil/devicetree/compatible": b"".join(c.encode() + b"\0" for c in profile.compatible),
             "etc/ssh/sshd_config.d/jetson-hil.conf": (
@@ -110,7 +175,8 @@ class BoardContext:
 
     def dockerfile(self) -> str:
         links = " && ".join(f"ln -sf /usr/lib/jetson-hil/jetson_emu.py {path}" for path in TOOLS)
-        site = f"/usr/local/lib/python{BASE_PYTHON.major}.{BASE_PYTHON.minor}/dist-packages"
+        python = DEBIAN[debian_suite(self.profile)].python
+        site = f"/usr/local/lib/python{python[0]}.{python[1]}/dist-packages"
         return (f"FROM {self.base}\nCOPY wheels/ /tmp/wheels/\n"
                 # where `sudo pip3 install jetson-stats` puts it on a board: importable by every python3 user
                 f"RUN python3 -m venv /tmp/pip && /tmp/pip/bin/pip install --quiet --no-index --no-deps --target "
@@ -125,7 +191,7 @@ class BoardContext:
     def tag(self) -> str:
         parts = [self.dockerfile().encode()] + [p.encode() + b"\0" + c for p, c in sorted(self.files.items())]
         parts += [name.encode() + b"\0" + content for name, content in sorted(self.wheels.items())]
-        return f"{BOARD_REPOSITORY}:{self.profile.name}-{digest(*parts)}"
+        return f"{BOARD_REPOSITORY}:{self.profile.name}-{self.arch}-{digest(*parts)}"
 
     def write(self, directory: Path) -> None:
         (directory / "Dockerfile").write_text(self.dockerfile())

@@ -11,6 +11,8 @@ createOptions' Cmd and Env. The rest of createOptions (binds, ports, the nvidia 
 store-and-forward) are not emulated.
 """
 
+from __future__ import annotations
+
 import base64
 import hashlib
 import hmac

@@ -16,8 +16,8 @@ from . import spec as board_spec
 from .clocks import clocks
 from .cpus import host_cpus_for, pin
 from .load import Scheduler
-from .memory import memory_mb
-from .power import rails_mw, total_mw
+from .memory import container_used_mb, memory_mb
+from .power import Work, rails_mw, total_mw
 from .state import STATE_FILE
 from .sysfs import FakeSys
 from .thermal import Thermal
@@ -26,6 +26,7 @@ STEP_S = 0.25
 
 
 def idle_total_mw(spec: dict) -> float:
+    """The idle capture's total: the thermal model's zero."""
     rails = {name: rail["idle_mw"] for name, rail in spec["model"]["rails"].items()}
     return total_mw(spec, rails)
 
@@ -49,16 +50,17 @@ def run() -> None:
         loads, gpu, threads = scheduler.step(dt, mode["online_cores"])
         pin(threads, host_cpus_for(spec, mode["online_cores"]))  # `docker exec` too, not only SSH sessions
         clock = clocks(calibration, mode, loads, gpu, locked, thermal.cap_factor)
-        rails = rails_mw(spec, mode, loads, gpu, clock)
+        rails = rails_mw(spec, Work.shown(loads, mode["online_cores"], gpu, clock))
         thermal.step(dt, total_mw(spec, rails))
-        busy = [b + load * dt for b, load in zip(busy, loads, strict=True)]
+        busy = [b + load * dt for b, load in zip(busy, loads)]
         gpu_busy += gpu * dt
         elapsed += dt
+        memory = memory_mb(calibration, scheduler.gpu_processes, container_used_mb())
         state = {
             "t": now, "elapsed_s": elapsed, "mode": mode["id"], "online": mode["online_cores"], "locked": locked,
             "busy_s": busy, "gpu_busy_s": gpu_busy, "cpu_mhz": clock.cpu_mhz, "gpu_mhz": clock.gpu_mhz,
             "emc_mhz": clock.emc_mhz, "emc_util": clock.emc_util, "rails_mw": rails, "temps_c": thermal.readings,
-            "throttled": thermal.throttled, "memory_mb": memory_mb(calibration),
+            "throttled": thermal.throttled, "memory_mb": memory,
         }
         board_spec.write(STATE_FILE, json.dumps(state))
         fake_sys.update(state, mode, gpu)

@@ -31,7 +31,7 @@ class RailAverages:
 
 def _loads(before: dict, now: dict) -> tuple[list[float], float]:
     span = max(now["elapsed_s"] - before["elapsed_s"], 1e-6)
-    cores = [min(max((b - a) / span, 0.0), 1.0) for a, b in zip(before["busy_s"], now["busy_s"], strict=True)]
+    cores = [min(max((b - a) / span, 0.0), 1.0) for a, b in zip(before["busy_s"], now["busy_s"])]
     return cores, min(max((now["gpu_busy_s"] - before["gpu_busy_s"]) / span, 0.0), 1.0)
 
 

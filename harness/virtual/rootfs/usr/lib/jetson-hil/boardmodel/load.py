@@ -85,3 +85,9 @@ class Scheduler:
                 self._core_of[key] = core
             loads[core] = min(loads[core] + share, 1.0)
         return loads, min(gpu / self.gpu_capacity, 1.0), [tid for _, tid in now]
+
+    @property
+    def gpu_processes(self) -> int:
+        """The GPU stand-in's processes alive at the last step (each holds GPU memory on a real board until it ends,
+        busy or not)."""
+        return sum(self._gpu_pids.values())

@@ -97,26 +97,57 @@ def _clock_lines(spec: dict) -> list[str]:
     return lines
 
 
+#: NVIDIA's jetson_clocks usage text (L4T's /usr/bin/jetson_clocks), which it prints to stderr
+JETSON_CLOCKS_USAGE = """Maximize jetson performance by setting static max frequency to CPU, GPU and EMC clocks.
+Usage:
+jetson_clocks [options]
+  options,
+  --help, -h         show this help message
+  --show             display current settings
+  --fan              set PWM fan speed to maximal
+  --store [file]     store current settings to a file (default: ${HOME}/l4t_dfs.conf)
+  --restore [file]   restore saved settings from a file (default: ${HOME}/l4t_dfs.conf)
+  run jetson_clocks without any option to set static max frequency to CPU, GPU and EMC clocks.
+"""
+
+
+def _jetson_clocks_args(argv: list[str]) -> tuple[str, str] | None:
+    """(action, file) as the real script reads its options, before it checks for root; None after it printed its
+    usage (for --help, and for an unknown option too: the real script's usage() exits 0 before its `exit 1`)."""
+    action, path = "lock", DEFAULT_STORE
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--store", "--restore"):
+            action, path = arg[2:], next(args, path)
+        elif arg == "--show":
+            action = "show"
+        elif arg != "--fan":  # --fan also sets the fan to full, which a virtual board does not have
+            if arg not in ("-h", "--help"):
+                sys.stderr.write(f"Unknown option: {arg}\n")
+            sys.stderr.write(JETSON_CLOCKS_USAGE)
+            return None
+    return action, path
+
+
 def jetson_clocks_main(argv: list[str]) -> int:
+    parsed = _jetson_clocks_args(argv)
+    if parsed is None:
+        return 0
+    action, path = parsed
     spec = board()
     require_root("jetson_clocks")
-    if "--show" in argv:
+    if action == "show":
         print("\n".join(_clock_lines(spec)))
-        return 0
-    for flag in ("--store", "--restore"):
-        if flag in argv:
-            index = argv.index(flag)
-            path = argv[index + 1] if len(argv) > index + 1 else DEFAULT_STORE
-            if flag == "--store":
-                write(path, "\n".join(_clock_lines(spec)) + f"\njetson-hil-locked={int(clocks_locked())}\n")
-            else:
-                text = read(path)
-                if not text:
-                    sys.stderr.write(f"Error: {path} not found or empty\n")
-                    return 1
-                set_clocks_locked("jetson-hil-locked=1" in text)
-            return 0
-    set_clocks_locked(True)
+    elif action == "store":
+        write(path, "\n".join(_clock_lines(spec)) + f"\njetson-hil-locked={int(clocks_locked())}\n")
+    elif action == "restore":
+        text = read(path)
+        if not text:
+            sys.stderr.write(f"Error: {path} file not found !\n")
+            return 1
+        set_clocks_locked("jetson-hil-locked=1" in text)
+    else:
+        set_clocks_locked(True)
     return 0
 
 
