@@ -46,18 +46,20 @@ def up(profile: Annotated[str, typer.Argument(help="device profile, e.g. xavier-
 
 
 @app.command()
-def lab(profiles: Annotated[list[str], typer.Argument(help="a board per argument: PROFILE or NAME=PROFILE")],
+def lab(profiles: Annotated[list[str], typer.Argument(help="a board per argument: [NAME=]PROFILE[:ARCH], e.g. "
+                                                             "xavier-nx or nx2=xavier-nx:arm64")],
         out_file: Annotated[Path, typer.Option("--out", help="the lab inventory to write")] = Path("lab.yaml"),
         tag: Annotated[str, typer.Option(help="tag of every board, for --device tag:TAG")] = "virtual") -> None:
     """Start virtual boards and write a lab.yaml of them: a farm on one machine, run as a real one is
     (`pytest suites --lab lab.yaml --device tag:virtual -n N`)."""
     entries = []
     for index, spec in enumerate(profiles, 1):
-        name, _, profile = spec.rpartition("=")
-        name = name or f"virtual-{profile}-{index}"
+        name, _, board_spec = spec.rpartition("=")
+        profile, _, arch = board_spec.partition(":")
+        name = name or f"{boards.default_name(profile, arch or None)}-{index}"
         if not NAME.fullmatch(name):
             raise typer.BadParameter(f"{name!r}: a board name is letters, digits, '_', '.' and '-'", param_hint=spec)
-        board = boards.up(profile, name)
+        board = boards.up(profile, name, arch or None)
         entries.append(board.entry(tags=(tag,)).model_dump(mode="json", exclude_none=True))
         out.print(f"{board.name} ({board.profile}) is up on port {board.port}")
     out_file.write_text(yaml.safe_dump({"boards": entries}, sort_keys=False))
