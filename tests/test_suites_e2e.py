@@ -10,6 +10,7 @@ verdict that names it. The board is started once for this file and reused by eve
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,10 @@ def test_suites_deploy_measure_and_record_every_observation(board_name: str, tmp
                                                                     for b in ("1", "4")}
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert {"board", "l4t", "jetpack", "model_sha256", "harness_version", "onnxruntime"} <= set(properties)
+    # Orin Nano's JetPack 6.2 is Ubuntu 22.04 on aarch64; this board is Debian bookworm on the host's CPU, and says so
+    differs = properties["differs_from_jetpack"]
+    assert "python: 3.11 (JetPack 6.2: 3.10)" in differs and "glibc: 2.36 (JetPack 6.2: 2.35)" in differs
+    assert ("architecture: x86_64 (JetPack 6.2: aarch64)" in differs) == (platform.machine() == "x86_64")
     # the board's stack and the backend, in one line before the first test, and in the JUnit file
     stack_line = properties["board_stack"]
     assert stack_line.startswith(f"JetPack {properties['jetpack']} · Python 3.")
