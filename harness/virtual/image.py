@@ -73,7 +73,6 @@ def _debootstrap(target: Path, suite: str, arch: str, timeout_s: float = DEBOOTS
         raise HarnessError("building a virtual board's base image needs debootstrap: `apt-get install debootstrap`")
     if os.geteuid() != 0:
         raise HarnessError("debootstrap must run as root to build the virtual board's base image (use sudo)")
-    emulation_ready(arch)
     command = ["debootstrap", f"--arch={arch}", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
                suite, str(target), DEBIAN_MIRROR]
     run_with_progress(command, f"debootstrap {suite} {arch} from {DEBIAN_MIRROR}", timeout_s)
@@ -110,6 +109,7 @@ def ensure_base(client: docker.DockerClient, suite: str = "bookworm", arch: str 
     """The base image tag of Debian `suite` for `arch` (this machine's by default), building it with debootstrap
     when it is not cached."""
     arch = arch or host_arch()
+    emulation_ready(arch)  # a cached image of another architecture runs no more than a new one without qemu
     tag = base_tag(suite, arch)
     if _exists(client, tag):
         return tag
