@@ -64,6 +64,11 @@ EXCEPTIONS = {
 CAPTURELESS = frozenset({"orin-nano", "orin-nx", "tx2", "xavier-nx"})
 
 
+def gpu_rail(spec: dict) -> str:
+    """The rail that carries the GPU (VDD_GPU, POM_5V_GPU, VDD_CPU_GPU_CV, VDD_GPU_SOC)."""
+    return next(name for name, rail in spec["model"]["rails"].items() if "gpu" in rail["loads"])
+
+
 @dataclass(frozen=True)
 class Row:
     """One capture line against the model fed with its state."""
@@ -104,7 +109,7 @@ def compare(spec: dict, sample: TegrastatsSample) -> tuple[float, float, float, 
         real_total, model_total = sum(real.values()), sum(model[name] for name in real)
     else:
         real_total, model_total = real[rule], model[rule]
-    gpu = power_model.gpu_rail(spec)
+    gpu = gpu_rail(spec)
     return real_total, model_total, real[gpu], model[gpu]
 
 

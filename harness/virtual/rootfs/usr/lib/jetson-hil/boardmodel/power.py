@@ -101,10 +101,5 @@ def rails_mw(spec: dict, work: Work) -> dict[str, float]:
 
 
 def total_mw(spec: dict, rails: dict[str, float]) -> float:
-    rule = spec["telemetry"]["total_power"]
-    return rails[rule] if rule in rails else sum(rails.values())
-
-
-def gpu_rail(spec: dict) -> str:
-    """The rail that carries the GPU (VDD_GPU, POM_5V_GPU, VDD_CPU_GPU_CV, VDD_GPU_SOC)."""
-    return next(name for name, rail in spec["model"]["rails"].items() if "gpu" in rail["loads"])
+    input_rail = _input_rail(spec)
+    return rails[input_rail] if input_rail else sum(rails.values())
