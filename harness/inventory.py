@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import ConfigError, UnknownDeviceError
 from harness.lease import FileLeaseStore, LeaseStore, default_lease_dir
-from harness.profiles import DeviceProfile
+from harness.profiles import DeviceProfile, ThroughputFloor
 from harness.yamlfile import read_yaml, validation_error
 
 TAG_PREFIX = "tag:"
@@ -134,7 +134,14 @@ class Lab(_Strict):
     quarantine_after: int = Field(default=3, ge=1)
     uplink: UplinkConfig | None = None
     boards: list[BoardEntry] = []
+    #: the lab's own floors, per board name or profile name: what this farm measured (`hil floors suggest`), applied
+    #: like a profile's `throughput_floors`
+    floors: dict[str, list[ThroughputFloor]] = {}
     source: str = Field(default="<memory>", exclude=True)
+
+    def floors_for(self, entry: BoardEntry) -> list[ThroughputFloor]:
+        """The lab's floors of one board: those set for its name, then those set for its profile."""
+        return [*self.floors.get(entry.name, []), *self.floors.get(entry.profile, [])]
 
     def lease_folder(self) -> Path:
         """Where this lab's leases live: `lease_dir:` when given, else the default."""
@@ -193,4 +200,14 @@ def load_lab(path: Path, profiles: dict[str, DeviceProfile]) -> Lab:
         if board.name in seen:
             raise ConfigError(path, f"boards.{index}.name", f"duplicate board name {board.name!r}")
         seen.add(board.name)
+    for owner, floors in lab.floors.items():
+        profile = profiles.get(owner) or next((profiles[b.profile] for b in lab.boards if b.name == owner), None)
+        if profile is None:
+            raise ConfigError(path, f"floors.{owner}", "not a board of this lab nor a profile; floors are set per "
+                                                       f"board name or profile name (profiles: {', '.join(profiles)})")
+        for index, floor in enumerate(floors):
+            try:
+                profile.mode(floor.power_mode)
+            except ConfigError as exc:
+                raise ConfigError(path, f"floors.{owner}.{index}.power_mode", exc.problem) from None
     return lab

@@ -179,11 +179,6 @@ class DeviceProfile(_Strict):
         known = ", ".join(f"{m.id}={m.name}" for m in self.power_modes)
         raise ConfigError(f"profile {self.name}", "power mode", f"unknown mode {key!r}; known: {known}")
 
-    def floors_for(self, mode: PowerMode, precision: str, batch: int) -> list[ThroughputFloor]:
-        """The calibrated minimums the lab set for one mode, precision and batch (any backend)."""
-        return [floor for floor in self.throughput_floors
-                if (self.mode(floor.power_mode).id, floor.precision, floor.batch) == (mode.id, precision, batch)]
-
     @property
     def default_mode(self) -> PowerMode:
         return self.mode(self.default_power_mode)

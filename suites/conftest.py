@@ -8,6 +8,7 @@ Options are checked when pytest starts, before a board is leased: a wrong one is
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 import time
@@ -24,12 +25,14 @@ from harness.deploy.bundle import MODULE_DIR, module_bundle
 from harness.deploy.methods import DEFAULT_METHOD, DEPLOYERS, DeployTarget, deployer_for
 from harness.errors import ConfigError, HarnessError
 from harness.gates import BaselineGate, GatePolicy, load_policy, resolve_baseline
-from harness.gates.baseline import results_file
+from harness.gates.baseline import Baseline, is_date, named_run
 from harness.golden import FixtureSet
+from harness.history import HISTORY_FILE, History
+from harness.lab import load_inventory, provider_for
 from harness.model_card import ModelCard, load_card
-from harness.profiles import DeviceProfile, PowerMode
+from harness.profiles import DeviceProfile, PowerMode, ThroughputFloor, all_profiles
 from harness.pytest_plugin import board_lost, is_controller, leased_entry, name_run, selected_profile
-from harness.results import BenchmarkFile, ResultsWriteError, ResultsWriter, Row, RowContext, read_modeled
+from harness.results import BenchmarkFile, ResultsWriteError, ResultsWriter, Row, RowContext, read_modeled, verdict_row
 from harness.telemetry.sources import DEFAULT_INTERVAL_MS, DEFAULT_SOURCE, SAMPLERS
 from module.backends import PRECISIONS
 from module.model import file_sha256
@@ -59,9 +62,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="precisions to test, comma-separated, or 'all' the board's profile has (default: all)")
     group.addoption("--batch", default="profile", metavar="SIZES",
                     help="throughput batch sizes, comma-separated, or 'profile' (default: profile)")
-    group.addoption("--baseline", default=None, metavar="RUN|latest",
-                    help="gate throughput against an earlier run: its folder, its results.csv, or 'latest' "
-                         "(the newest run of the same board in --report-dir)")
+    group.addoption("--baseline", default=None, metavar="latest|YYYY-MM-DD|RUN",
+                    help="gate throughput against earlier figures of the same board and configuration: 'latest' "
+                         "(per figure, the newest one of an earlier run whose test passed, in --report-dir or the "
+                         "--history), a date (the same, measured on or before it), or one run (its folder, its "
+                         "results.csv or its name)")
     group.addoption("--regression-config", type=Path, default=SUITES / "regression.yaml", metavar="YAML",
                     help="per-metric thresholds of the baseline gate (default: suites/regression.yaml)")
     group.addoption("--deploy", default=None, choices=sorted(DEPLOYERS),
@@ -94,6 +99,7 @@ def _listed(config: pytest.Config, option: str, allowed: tuple[str, ...] | None 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Every suite option, checked before anything is leased or deployed."""
+    _check_selection(config)
     if config.getoption("--duration") <= 0:
         raise pytest.UsageError(f"--duration must be more than 0 seconds, got {config.getoption('--duration')}")
     if not config.getoption("--outage-scale") > 0:
@@ -117,8 +123,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         config.stash[POLICY] = load_policy(config.getoption("--regression-config"))
         baseline = config.getoption("--baseline")
-        if baseline and baseline != "latest":
-            results_file(Path(baseline))
+        if baseline and baseline != "latest" and not is_date(baseline):
+            named_run(baseline, report_dir, history(config), config.stash[POLICY].metrics)
         module_bundle(config.getoption("--module"))
         FixtureSet(config.getoption("--fixtures-dir")).load_golden()
     except HarnessError as exc:
@@ -129,6 +135,45 @@ def pytest_configure(config: pytest.Config) -> None:
         run = config.getoption("--run-id") or f"{time.strftime('%Y%m%dT%H%M%S')}-{selector}"
         config.stash[RUN_ID] = run
         config.stash[RUN_DIR] = report_dir / run
+
+
+def history(config: pytest.Config) -> History:
+    """--history, else the SQLite file in --report-dir: where this run is added and baselines are looked up."""
+    return History(config.getoption("--history") or Path(config.getoption("--report-dir")) / HISTORY_FILE)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A test that recorded rows gets its verdict as a row beside them (`test_passed`): the figures of a failed
+    test are nobody's baseline."""
+    outcome = yield
+    report = outcome.get_result()
+    funcargs = getattr(item, "funcargs", {})
+    if report.when == "call" and not report.skipped and "results" in funcargs and "row_context" in funcargs:
+        funcargs["results"].write(verdict_row(funcargs["row_context"], report.passed))
+
+
+def _check_selection(config: pytest.Config) -> None:
+    """Under CI, a run that would select no board is a usage error: it would skip every test and pass a night that
+    ran nothing. Interactively the tests skip, as without a board any pytest run does (with a hint)."""
+    if os.environ.get("CI", "").lower() not in ("true", "1") or config.option.help:
+        return
+    selector = config.getoption("--device")
+    if not selector:
+        raise pytest.UsageError("CI=true and no --device: the suites would skip every test and pass having run "
+                                "nothing; pass --device NAME|PROFILE|tag:X|virtual:PROFILE (see `hil devices`)")
+    if provider_for(selector) is None:
+        try:
+            load_inventory(config.getoption("--lab")).select(selector, all_profiles())
+        except HarnessError as exc:
+            raise pytest.UsageError(f"CI=true: {exc}") from None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if not config.getoption("--device"):
+        return ("jetson-hil: no --device: every suite test skips; pass --device NAME|PROFILE|tag:X|virtual:PROFILE "
+                "(see `hil devices`)")
+    return None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -227,9 +272,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                                     test="board_lost").row("board_lost", 1, "event"))
     if hasattr(config, "workerinput") or path is None or not (path / "results.csv").is_file():
         return  # a farm worker: the controller reports the whole run
-    from harness.history import HISTORY_FILE, History
     from harness.report import build, load_run, trend, write
-    from harness.report.baseline import resolve
 
     problems = []
     xmlpath = config.getoption("xmlpath", None)
@@ -238,19 +281,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except HarnessError as exc:
         config.stash[REPORT_FAILED] = f"no report: {exc}"
         return
-    past = None
+    past = baseline = None
+    boards = sorted({row.board for row in run.rows})
     try:
-        history = History(config.getoption("--history") or Path(config.getoption("--report-dir")) / HISTORY_FILE)
-        history.import_run(run)
-        past = history.figures(sorted({row.board for row in run.rows}), trend.WANTED)
-    except (HarnessError, OSError) as exc:
-        problems.append(f"not added to the history: {exc}")
-    try:
+        runs = history(config)
+        runs.import_run(run)
+        past = runs.figures(boards, trend.WANTED)
         spec = config.getoption("--baseline")
-        baseline = None
         if spec:
-            with contextlib.suppress(HarnessError):  # no earlier run yet: the throughput gate said so already
-                baseline = resolve(spec, [run])
+            baseline = resolve_baseline(spec, Path(config.getoption("--report-dir")), boards=boards,
+                                        metrics=config.stash[POLICY].metrics, exclude={run.name}, history=runs)
+    except (HarnessError, OSError) as exc:
+        problems.append(f"the history: {exc}")
+    try:
         write(build([run], config.stash[POLICY], baseline, past), path)
     except (HarnessError, OSError, ValueError) as exc:
         problems.append(f"no report: {exc}")
@@ -410,17 +453,30 @@ def model_card(local_model: Path) -> ModelCard:
 
 
 @pytest.fixture(scope="session")
+def floors(request: pytest.FixtureRequest, board: Board) -> list[ThroughputFloor]:
+    """The board's floors: its profile's `throughput_floors`, then lab.yaml's `floors:` for its name or profile."""
+    entry = leased_entry(request.config)
+    try:
+        lab = load_inventory(request.config.getoption("--lab"))
+    except HarnessError as exc:
+        pytest.fail(f"the lab's floors: {exc}", pytrace=False)
+    return [*board.profile.throughput_floors, *(lab.floors_for(entry) if entry is not None else [])]
+
+
+@pytest.fixture(scope="session")
 def baseline_gate(request: pytest.FixtureRequest, report_dir: Path, run_id: str, board: Board) -> BaselineGate | None:
-    """The baseline of --baseline, or None without one (or when 'latest' finds no earlier run yet)."""
+    """The baseline of --baseline, from --report-dir and the history, or None without one. A board with no earlier
+    passing figure is a first run (said once); a history that cannot be read fails the board's throughput tests."""
     spec = request.config.getoption("--baseline")
     if not spec:
         return None
+    policy = request.config.stash[POLICY]
     try:
-        found = resolve_baseline(spec, report_dir, boards={board.name}, exclude={run_id}, suite="test_throughput")
+        found: Baseline = resolve_baseline(spec, report_dir, boards={board.name}, metrics=policy.metrics,
+                                           exclude={run_id}, history=history(request.config))
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    if found is None:
-        warnings.warn(f"--baseline latest: no earlier run of {board.name} in {report_dir}; nothing is gated this time",
-                      pytest.PytestWarning, stacklevel=1)
+        pytest.fail(f"--baseline {spec}: the baseline of {board.name} cannot be read: {exc}", pytrace=False)
+    if not found.rows:
+        warnings.warn(f"--baseline {spec}: {found.missing[board.name]}", pytest.PytestWarning, stacklevel=1)
         return None
-    return BaselineGate(request.config.stash[POLICY], *found)
+    return BaselineGate(policy, found)

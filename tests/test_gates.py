@@ -7,15 +7,18 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.gates import GatePolicy, check_floors, compare, load_policy, resolve_baseline
-from harness.gates.baseline import MetricRule
-from harness.profiles import DeviceProfile, ThroughputFloor, get_profile
-from harness.results import ResultsWriter, Row, RowContext
+from harness.gates.baseline import Baseline, MetricRule
+from harness.history import History
+from harness.profiles import ThroughputFloor, get_profile
+from harness.report import load_run
+from harness.results import ResultsWriter, Row, RowContext, verdict_row
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY = GatePolicy(noise_factor=2.0, metrics={"raw_fps": MetricRule(better="higher", threshold=0.10),
@@ -47,7 +50,7 @@ def test_the_gate_allows_for_the_runs_own_noise() -> None:
     assert not comparison.regressed and comparison.allowed == pytest.approx(0.18)
     assert gate((fig("raw_fps", 100, spread=0.09), fig("raw_fps", 75, run="now"))) == [True]
     assert comparison.describe() == \
-        "raw_fps [raw]: baseline 100, now 85 (-15.0%; higher is better, allowed 18.0% worse)"
+        "raw_fps [raw]: baseline 100, now 85 (-15.0%; higher is better, allowed 18.0% worse; baseline run base)"
 
 
 def test_only_measured_figures_of_the_same_configuration_are_gated() -> None:
@@ -60,54 +63,92 @@ def test_only_measured_figures_of_the_same_configuration_are_gated() -> None:
     assert gate((base, fig("power_mean", 50, run="now"))) == []  # not in the policy
 
 
-def floors_profile(*floors: ThroughputFloor) -> DeviceProfile:
-    return get_profile("xavier-nx").model_copy(update={"throughput_floors": list(floors)})
-
-
 def test_floors_judge_only_the_backend_and_measured_figures_they_were_set_for() -> None:
     trt = ThroughputFloor(power_mode="MODE_15W_6CORE", precision="fp16", batch=1, backend="tensorrt", device="cuda",
                           metric="raw_fps", min=300)
     per_w = ThroughputFloor(power_mode=2, precision="fp16", batch=1, backend="tensorrt", metric="fps_per_w", min=20)
-    profile = floors_profile(trt, per_w)
-    mode = profile.mode("MODE_15W_6CORE")
-    on_gpu = check_floors(profile, mode, "fp16", 1, backend="tensorrt", device="cuda:0 Xavier",
-                          figures={"raw_fps": (250.0, "measured"), "fps_per_w": (25.0, "measured")})
+    profile = get_profile("xavier-nx")
+    floors = partial(check_floors, [trt, per_w], profile, profile.mode("MODE_15W_6CORE"))
+    on_gpu = floors("fp16", 1, backend="tensorrt", device="cuda:0 Xavier",
+                    figures={"raw_fps": (250.0, "measured"), "fps_per_w": (25.0, "measured")})
     assert [c.failed for c in on_gpu] == [True, False]
     assert on_gpu[0].describe() == "raw_fps (floor 300 for tensorrt on cuda): 250"
-    on_cpu = check_floors(profile, mode, "fp16", 1, backend="onnxruntime", device="cpu",
-                          figures={"raw_fps": (25.0, "measured")})
+    on_cpu = floors("fp16", 1, backend="onnxruntime", device="cpu", figures={"raw_fps": (25.0, "measured")})
     assert [c.failed for c in on_cpu] == [False, False]
     assert on_cpu[0].not_applicable == "this board runs onnxruntime on cpu"
-    modeled = check_floors(profile, mode, "fp16", 1, backend="tensorrt", device="cuda:0 Xavier",
-                           figures={"raw_fps": (400.0, "measured"), "fps_per_w": (1.0, "modeled")})
+    modeled = floors("fp16", 1, backend="tensorrt", device="cuda:0 Xavier",
+                     figures={"raw_fps": (400.0, "measured"), "fps_per_w": (1.0, "modeled")})
     assert [c.failed for c in modeled] == [False, False]
     assert modeled[1].not_applicable == "fps_per_w is modeled on this board, not measured"
-    assert check_floors(profile, mode, "int8", 1, backend="tensorrt", device="cuda", figures={}) == []
-    missing = check_floors(profile, mode, "fp16", 1, backend="tensorrt", device="cuda", figures={})
+    assert floors("int8", 1, backend="tensorrt", device="cuda", figures={}) == []
+    missing = floors("fp16", 1, backend="tensorrt", device="cuda", figures={})
     assert all(c.failed for c in missing)  # a floor whose figure never came is not passed
 
 
-def write_run(report: Path, run: str, board: str, value: float) -> Path:
+def write_run(report: Path, run: str, board: str, value: float, passed: bool = True, batch: int = 1) -> Path:
+    """A run folder with one raw_fps figure and its test's verdict row, as the suites write them."""
+    context = replace(CONTEXT, run=run, board=board, batch=batch, test=f"test_throughput[b{batch}]")
     with ResultsWriter(report / run / "results.csv") as writer:
-        writer.write(fig("raw_fps", value, run=run, board=board))
+        writer.write(context.row("raw_fps", value, "fps", spread=0.01))
+        writer.write(verdict_row(replace(context, phase=None), passed))
     return report / run
 
 
-def test_latest_baseline_is_the_newest_earlier_run_of_the_same_board(tmp_path: Path) -> None:
+def resolve(spec: str, report: Path, history: History | None = None, **kwargs: object) -> Baseline:
+    return resolve_baseline(spec, report, metrics=POLICY.metrics, history=history, **kwargs)  # type: ignore[arg-type]
+
+
+def test_latest_baseline_is_per_figure_the_newest_earlier_passing_one(tmp_path: Path) -> None:
     write_run(tmp_path, "a", "nx-01", 1.0)
     write_run(tmp_path, "b", "nx-01", 2.0)
-    write_run(tmp_path, "c", "orin-01", 3.0)
-    write_run(tmp_path, "now", "nx-01", 4.0)
-    where, rows = resolve_baseline("latest", tmp_path, boards={"nx-01"}, exclude={"now"})  # type: ignore[misc]
-    assert where == str(tmp_path / "b" / "results.csv") and [r.value for r in rows] == [2.0]
-    assert resolve_baseline("latest", tmp_path, boards={"agx-01"}) is None
-    assert resolve_baseline(str(tmp_path / "a"), tmp_path, boards={"x"})[1][0].value == 1.0  # type: ignore[index]
+    write_run(tmp_path, "b", "nx-01", 20.0, batch=4)
+    write_run(tmp_path, "c", "nx-01", 3.0, passed=False)  # a failed night is nobody's baseline
+    write_run(tmp_path, "d", "orin-01", 4.0)
+    write_run(tmp_path, "now", "nx-01", 5.0)
+    found = resolve("latest", tmp_path, boards={"nx-01"}, exclude={"now"})
+    assert sorted((r.run, r.batch, r.value) for r in found.rows) == [("b", 1, 2.0), ("b", 4, 20.0)]
+    assert found.missing == {}
+    write_run(tmp_path, "e", "nx-01", 6.0, batch=4)  # batch 4 passed again later: the two figures' runs differ
+    found = resolve("latest", tmp_path, boards={"nx-01"}, exclude={"now"})
+    assert sorted((r.run, r.batch) for r in found.rows) == [("b", 1), ("e", 4)] and found.runs == ["b", "e"]
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    found = resolve_baseline(today, tmp_path, boards={"nx-01"}, exclude={"now"})
-    assert found is not None and found[0] == str(tmp_path / "b" / "results.csv")
-    assert resolve_baseline("2000-01-01", tmp_path, boards={"nx-01"}) is None  # nothing measured that early
-    with pytest.raises(ConfigError, match=r"no results\.csv there"):
-        resolve_baseline(str(tmp_path / "missing"), tmp_path, boards={"nx-01"})
+    assert len(resolve(today, tmp_path, boards={"nx-01"}, exclude={"now"}).rows) == 2
+    assert resolve("2000-01-01", tmp_path, boards={"nx-01"}).rows == ()  # nothing measured that early
+
+
+def test_a_board_without_a_passing_run_says_whether_it_is_its_first(tmp_path: Path) -> None:
+    write_run(tmp_path, "failed", "nx-01", 3.0, passed=False)
+    found = resolve("latest", tmp_path, boards={"nx-01", "agx-01"})
+    assert found.rows == ()
+    assert found.missing["agx-01"] == "agx-01: first run: this is its baseline"
+    assert found.missing["nx-01"].startswith("nx-01: no earlier run passed its throughput tests")
+
+
+def test_a_named_run_is_a_folder_a_results_file_or_a_run_of_the_history(tmp_path: Path) -> None:
+    reports, elsewhere = tmp_path / "reports", tmp_path / "elsewhere"
+    write_run(reports, "a", "nx-01", 1.0)
+    history = History(tmp_path / "history.sqlite")
+    history.import_run(load_run(write_run(elsewhere, "old", "nx-01", 7.0)))
+    assert resolve(str(reports / "a"), reports, boards={"nx-01"}).rows[0].value == 1.0
+    assert resolve("a", reports, boards={"nx-01"}).rows[0].value == 1.0  # a run's name in the report folder
+    assert resolve("old", reports, history, boards={"nx-01"}).rows[0].value == 7.0  # a run's name in the history
+    with pytest.raises(ConfigError, match=r"--baseline missing: no such run folder, and no run of that name in "):
+        resolve("missing", reports, history, boards={"nx-01"})
+
+
+def test_latest_comes_from_the_history_when_the_report_folder_is_new(tmp_path: Path) -> None:
+    """A CI checkout has no earlier run folders: the nights before are in the history, failed ones too."""
+    history = History(tmp_path / "history.sqlite")
+    for run, value, passed in (("night-1", 10.0, True), ("night-2", 9.0, False)):
+        history.import_run(load_run(write_run(tmp_path / "runner", run, "nx-01", value, passed)))
+    fresh = tmp_path / "checkout"
+    fresh.mkdir()
+    found = resolve("latest", fresh, history, boards={"nx-01"})
+    assert [(r.run, r.value) for r in found.rows] == [("night-1", 10.0)]
+    assert "the history sqlite:///" in found.describe()
+    (tmp_path / "history.sqlite").write_bytes(b"not a database")
+    with pytest.raises(HarnessError, match="history"):  # unreadable: an error, never a silent first run
+        resolve("latest", fresh, History(tmp_path / "history.sqlite"), boards={"nx-01"})
 
 
 def test_the_checked_in_policy_loads_and_a_broken_one_says_where(tmp_path: Path) -> None:
@@ -120,7 +161,7 @@ def test_the_checked_in_policy_loads_and_a_broken_one_says_where(tmp_path: Path)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--baseline", "/nonexistent/run"], "/nonexistent/run: no results.csv there"),
+    (["--baseline", "/nonexistent/run"], "--baseline /nonexistent/run: no such run folder"),
     (["--rounds", "0"], "--rounds must be at least 1"),
     (["--duration", "-1"], "--duration must be more than 0 seconds"),
     (["--precision", "fp64"], "--precision: unknown fp64; choose from fp32, fp16, int8"),

@@ -13,14 +13,16 @@ import pandas as pd
 import pytest
 
 from harness.errors import HarnessError
+from harness.history import History
 from harness.report import load_run, trend
-from harness.results import ResultsWriter, RowContext
+from harness.results import ResultsWriter, RowContext, verdict_row
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_run(reports: Path, name: str, fps: float = 300.0, latency: float = 3.0) -> Path:
-    """A throughput and a correctness run of one virtual board: measured FPS and latency, modeled power."""
+def make_run(reports: Path, name: str, fps: float = 300.0, latency: float = 3.0, passed: bool = True) -> Path:
+    """A throughput and a correctness run of one virtual board: measured FPS and latency, modeled power; each
+    throughput test's verdict row says `passed`."""
     folder = reports / name
     folder.mkdir(parents=True)
     with ResultsWriter(folder / "results.csv") as results:
@@ -37,6 +39,7 @@ def make_run(reports: Path, name: str, fps: float = 300.0, latency: float = 3.0)
                 pipeline.row("power_mean", 9.0 * scale, "W", source="modeled"),
                 pipeline.row("energy_per_frame", 0.03, "J/frame", source="modeled"),
                 pipeline.row("fps_per_w", fps / 9.0, "fps/W", source="modeled"),
+                verdict_row(context, passed),
             ])
         correctness = RowContext(run=name, board="xnx-01", profile="xavier-nx", precision="fp32",
                                  suite="test_correctness", test="test_map_above_the_model_card_floor[fp32]")
@@ -62,8 +65,26 @@ def test_an_identical_baseline_passes_and_every_section_is_filled(tmp_path: Path
     html = (now / "report.html").read_text()
     assert "data:image/svg+xml;base64," in html and 'class="modeled"' in html
     assert not re.search(r"""(src|href)=["']https?://""", html), "the report must open with no network"
+    assert "Trend: no history of these boards was read" in html and "over the history" not in html
     markdown = (now / "report.md").read_text()
     assert "FPS/W (modeled)" in markdown and "raw FPS |" in markdown
+
+
+def test_one_run_in_the_history_is_one_line_and_two_draw_the_trend(tmp_path: Path) -> None:
+    history = tmp_path / "history.sqlite"
+    pages = []
+    for name, fps in (("night-1", 300.0), ("night-2", 250.0)):
+        run = make_run(tmp_path, name, fps=fps)
+        History(history).import_run(load_run(run))
+        done = hil_report(run, "--history", history)
+        assert done.returncode == 0, done.stdout + done.stderr
+        pages.append((run / "report.html").read_text())
+    one, two = pages
+    assert ("<p id=\"trends\">Trend: the history has 1 run of these boards (2 are needed for a trend); the next run "
+            "draws it.</p>") in one
+    assert "over the history" not in one and "<h2 id=\"trends\">" not in one  # not a heat map drawn
+    heat_maps = re.findall(r'<img alt="([^"]+) over the history', two)
+    assert heat_maps == ["raw FPS", "FPS/W (modeled)", "p50 ms"] and "Trend: the history has" not in two
 
 
 def test_a_metric_20_percent_worse_fails_naming_it(tmp_path: Path) -> None:
@@ -73,8 +94,23 @@ def test_a_metric_20_percent_worse_fails_naming_it(tmp_path: Path) -> None:
     regressions = [line for line in done.stdout.splitlines() if line.startswith("REGRESSION")]
     assert any("xnx-01 MODE_15W fp32 b1: raw_fps [raw]: baseline 300, now 240 (-20.0%" in line
                for line in regressions), done.stdout
-    assert f"baseline {base}" in done.stdout
+    assert f"baseline run {base.name} (newest passing figures in {tmp_path})" in done.stdout
+    markdown = (now / "report.md").read_text().splitlines()
+    assert markdown[2] == "**Verdict: FAILED**: 4 figures regressed."  # the report opens with the verdict
     assert all("power_mean" not in line for line in regressions)  # a modeled figure is never gated
+    assert markdown[4] == "Regressed on xnx-01:"
+    assert any(line.startswith("- MODE_15W fp32 b1: raw_fps [raw]: baseline 300, now 240") for line in markdown[6:12])
+
+
+def test_a_night_that_failed_is_nobodys_baseline(tmp_path: Path) -> None:
+    """The regressed night failed its tests: the night after is judged against the last one that passed."""
+    make_run(tmp_path, "good")
+    make_run(tmp_path, "regressed", fps=240.0, passed=False)
+    now = make_run(tmp_path, "now", fps=240.0)
+    done = hil_report(now, "--baseline", "latest")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "baseline run good (" in done.stdout and "baseline 300, now 240" in done.stdout
+    assert json.loads((now / "report.json").read_text())["verdict"] == "failed"
 
 
 def test_a_crashed_run_still_reports_what_it_measured(tmp_path: Path) -> None:
@@ -82,7 +118,7 @@ def test_a_crashed_run_still_reports_what_it_measured(tmp_path: Path) -> None:
     with (run / "results.csv").open("a") as results:
         results.write("crashed,xnx-01,xavier-nx,MODE_15W,fp32,1,onnxruntime,cpu,,test_thr")  # torn by a kill
     loaded = load_run(run)
-    assert len(loaded.rows) == 15
+    assert len(loaded.rows) == 17
     assert hil_report(run).returncode == 0
 
 

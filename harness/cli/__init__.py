@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 import typer
 from rich.console import Console
 
-from harness.cli import devices, farm, golden, history, report, telemetry
+from harness.cli import devices, farm, floors, golden, history, report, telemetry
 from harness.errors import HarnessError
 from harness.lab import load_providers
 
@@ -22,6 +22,7 @@ app.command("report")(report.report)
 app.add_typer(telemetry.app, name="telemetry")
 app.add_typer(history.app, name="history")
 app.add_typer(farm.app, name="farm")
+app.add_typer(floors.app, name="floors")
 for _plugin in entry_points(group="jetson_hil.cli"):
     app.add_typer(_plugin.load(), name=_plugin.name)
 

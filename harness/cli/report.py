@@ -22,23 +22,26 @@ POLICY = Path(__file__).resolve().parents[2] / "suites" / "regression.yaml"
 
 def report(
     runs: Annotated[list[Path], typer.Argument(help="run folders (reports/<run>) or their results.csv")],
-    baseline: Annotated[str | None, typer.Option(help="run folder, 'latest' or a date YYYY-MM-DD")] = None,
+    baseline: Annotated[str | None, typer.Option(help="a run folder or a run's name, 'latest' or a date YYYY-MM-DD: "
+                                                      "per figure the newest passing one of an earlier run, in the "
+                                                      "runs' report folder or the --history")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="where to write (default: the first run)")] = None,
     regression_config: Annotated[Path, typer.Option(help="per-metric thresholds")] = POLICY,
     history: Annotated[str | None, typer.Option(help="history database (SQLAlchemy URL or SQLite file) for the "
-                                                     "trend section")] = None,
+                                                     "trend section and the baseline")] = None,
 ) -> None:
     """Write report.html, report.md and report.json; exit 1 when a figure regressed against the baseline."""
     loaded = [load_run(path) for path in runs]
     policy = load_policy(regression_config)
     out.print(f"building the report of {', '.join(run.name for run in loaded)}")
-    made = build(loaded, policy, resolve(baseline, loaded) if baseline else None)
+    past_runs = History(history) if history is not None else None
+    made = build(loaded, policy, resolve(baseline, loaded, policy, past_runs) if baseline else None)
     jobs = device_jobs(made)
     with Painter(len(jobs) + len(trend.METRICS)) as painter:
         started = painter.start(jobs)  # drawn while the history is read
-        if history is not None:
+        if past_runs is not None:
             boards = [device.board for device in made.devices]
-            past = History(history).figures(boards, trend.WANTED)
+            past = past_runs.figures(boards, trend.WANTED)
             out.print(f"history: {len(past)} rows of {', '.join(boards)}")
             made.trends = trend.series(past)
         out.print("rendering tables and charts")

@@ -1,4 +1,4 @@
-"""The baseline gate: a run's figures against a stored run of the same configuration, direction- and noise-aware.
+"""The baseline gate: a run's figures against earlier ones of the same configuration, direction- and noise-aware.
 
 The policy (a checked-in YAML, `suites/regression.yaml`) says per metric which way is better and the
 relative change that counts. A figure regressed when it moved the bad way by more than its threshold
@@ -12,16 +12,20 @@ device, quantizer and phase: a modeled figure is never gated, nor a measured one
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ConfigError, HarnessError
 from harness.results.table import Row, read_results
+from harness.results.verdicts import VERDICT, passing_figures
 from harness.yamlfile import load_model
+
+if TYPE_CHECKING:  # the history reads runs through the report package, which imports the gates
+    from harness.history import History
 
 RESULTS_FILE = "results.csv"
 
@@ -82,7 +86,8 @@ class Comparison:
     def describe(self) -> str:
         phase = f" [{self.row.phase}]" if self.row.phase else ""
         return (f"{self.row.metric}{phase}: baseline {self.baseline.value:.4g}, now {self.row.value:.4g} "
-                f"({self.change:+.1%}; {self.rule.better} is better, allowed {self.allowed:.1%} worse)")
+                f"({self.change:+.1%}; {self.rule.better} is better, allowed {self.allowed:.1%} worse; "
+                f"baseline run {self.baseline.run})")
 
 
 def compare(baseline: Iterable[Row], current: Iterable[Row], policy: GatePolicy) -> list[Comparison]:
@@ -95,7 +100,7 @@ def compare(baseline: Iterable[Row], current: Iterable[Row], policy: GatePolicy)
 def _rows(path: Path) -> list[Row]:
     try:
         return read_results(path)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, HarnessError) as exc:
         raise ConfigError(path, "", f"cannot read it as a results file ({exc})") from None
 
 
@@ -107,31 +112,98 @@ def results_file(spec: Path) -> Path:
     return path
 
 
-def resolve_baseline(spec: str, report_dir: Path, *, boards: Collection[str], exclude: Collection[str] = (),
-                     suite: str | None = None) -> tuple[str, list[Row]] | None:
-    """(where, rows) of the baseline `spec` names: a run folder or its results.csv; `latest`, the newest run in
-    `report_dir` (by its last row of `boards`, in `suite` when given) other than the runs named in `exclude`; or a
-    date YYYY-MM-DD, the newest such run measured on or before that day. None when `latest` or a date finds none.
-    The throughput gate and the report both ask here, so they compare with the same run."""
+@dataclass(frozen=True)
+class Baseline:
+    """Per configuration and metric, the figure a run is judged against: the newest earlier one that was measured
+    in a test that passed, so each may come from another run (a board that failed last night is judged against the
+    night before). `missing` says, per board that has none, why."""
+
+    where: str
+    rows: tuple[Row, ...]
+    missing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> list[str]:
+        return sorted({row.run for row in self.rows})
+
+    def describe(self) -> str:
+        runs = self.runs
+        shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        return f"{'run' if len(runs) == 1 else 'runs'} {shown} ({self.where})" if runs else self.where
+
+
+def first_run(board: str) -> str:
+    return f"{board}: first run: this is its baseline"
+
+
+def resolve_baseline(spec: str, report_dir: Path, *, boards: Collection[str], metrics: Collection[str],
+                     exclude: Collection[str] = (), history: History | None = None) -> Baseline:
+    """The baseline `spec` names for `boards`: RUN (a run folder or its results.csv, or the name of a run in
+    `report_dir` or in the history); `latest`, per configuration the newest passing figure of any earlier run in
+    `report_dir` or the history, other than the runs in `exclude`; or a date YYYY-MM-DD, the same measured on or
+    before that day. A history that cannot be read is an error (HarnessError), never a silent first run: a board's
+    baseline that exists must be used. The throughput gate and the report both ask here, so they judge alike."""
     if spec != "latest" and not is_date(spec):
-        path = results_file(Path(spec))
-        return str(path), _rows(path)
-    until = None if spec == "latest" else dt.datetime.fromisoformat(spec).replace(tzinfo=dt.timezone.utc) + \
-        dt.timedelta(days=1)
-    newest: tuple[str, str, list[Row]] | None = None
+        where, rows = named_run(spec, report_dir, history, metrics)
+        return _newest(where, passing_figures(r for r in rows if r.board in boards), boards, set())
+    until = None if spec == "latest" else (dt.datetime.fromisoformat(spec).replace(tzinfo=dt.timezone.utc)
+                                           + dt.timedelta(days=1))
+    seen: set[str] = set()
+    candidates: list[Row] = []
     for path in sorted(report_dir.glob(f"*/{RESULTS_FILE}")):
         if path.parent.name in exclude:
             continue
         try:
-            rows = read_results(path)
+            rows = [r for r in read_results(path) if r.board in boards]
         except (HarnessError, OSError, ValueError, KeyError):
-            continue  # another harness version's or a damaged file is no baseline
-        times = [r.time for r in rows if r.board in boards and (suite is None or r.suite == suite)]
-        if not times or (until is not None and dt.datetime.fromisoformat(max(times)) >= until):
-            continue
-        if newest is None or max(times) > newest[0]:
-            newest = (max(times), str(path), rows)
-    return None if newest is None else (newest[1], newest[2])
+            continue  # another harness version's or a damaged file: the history holds what it had
+        seen.update(r.board for r in rows)
+        candidates += passing_figures(rows)
+    where = str(report_dir)
+    if history is not None:
+        where += f" and the history {history.shown}"
+        seen |= history.boards_seen(boards)
+        candidates += history.passing(metrics, boards, exclude)
+    wanted = [r for r in candidates if r.metric in metrics and (until is None or _utc(r.time) < until)]
+    return _newest(f"newest passing figures in {where}" + ("" if until is None else f" up to {spec}"), wanted,
+                   boards, seen)
+
+
+def named_run(spec: str, report_dir: Path, history: History | None, metrics: Collection[str],
+               ) -> tuple[str, list[Row]]:
+    """A run by folder, results.csv or name (in `report_dir`, else the history)."""
+    for path in (Path(spec), report_dir / spec):
+        if path.exists():
+            found = results_file(path)
+            return str(found), _rows(found)
+    if history is not None:
+        rows = [r for r in history.run_rows(spec) if r.metric in metrics or r.metric == VERDICT]
+        if rows:
+            return f"run {spec} in the history {history.shown}", rows
+    searched = f"{report_dir}" + (f" nor in the history {history.shown}" if history is not None else "")
+    raise ConfigError(f"--baseline {spec}", "", f"no such run folder, and no run of that name in {searched}: pass a "
+                                                f"run folder, its {RESULTS_FILE}, a run name, 'latest' or a date "
+                                                "(YYYY-MM-DD)")
+
+
+def _utc(time: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(time).astimezone(dt.timezone.utc)
+
+
+def _newest(where: str, figures: Iterable[Row], boards: Collection[str], seen: set[str]) -> Baseline:
+    newest: dict[Key, Row] = {}
+    for row in figures:
+        if (known := newest.get(key(row))) is None or _utc(row.time) > _utc(known.time):
+            newest[key(row)] = row
+    have = {row.board for row in newest.values()}
+    missing = {board: (f"{board}: no earlier run passed its throughput tests; nothing gated, this run is its "
+                       "baseline if it passes") if board in seen else first_run(board)
+               for board in sorted(set(boards) - have)}
+    return Baseline(where, tuple(sorted(newest.values(), key=key_order)), missing)
+
+
+def key_order(row: Row) -> tuple[str, ...]:
+    return tuple("" if part is None else str(part) for part in key(row))
 
 
 def is_date(spec: str) -> bool:
@@ -144,11 +216,10 @@ def is_date(spec: str) -> bool:
 
 @dataclass(frozen=True)
 class BaselineGate:
-    """The session's baseline (rows of one earlier run) and the policy that judges against it."""
+    """The session's baseline and the policy that judges against it."""
 
     policy: GatePolicy
-    source: str
-    rows: Sequence[Row]
+    baseline: Baseline
 
     def check(self, current: Iterable[Row]) -> list[Comparison]:
-        return compare(self.rows, current, self.policy)
+        return compare(self.baseline.rows, current, self.policy)

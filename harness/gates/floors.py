@@ -1,4 +1,4 @@
-"""Floors: lab-calibrated minimums from the device profile, applied only where they mean something.
+"""Floors: lab-calibrated minimums from the device profile and lab.yaml, applied only where they mean something.
 
 A floor names the backend (and optionally the device) it was calibrated on, so a TensorRT floor never
 judges ONNX Runtime on a CPU, and a floor on a power-derived figure never judges a board that only
@@ -7,7 +7,7 @@ models its power (a virtual board): those floors are reported as not applicable,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from harness.profiles import DeviceProfile, PowerMode, ThroughputFloor
@@ -33,12 +33,15 @@ class FloorCheck:
         return f"{where}: {'missing' if self.value is None else f'{self.value:.4g}'}"
 
 
-def check_floors(profile: DeviceProfile, mode: PowerMode, precision: str, batch: int, *, backend: str,
-                 device: str, figures: Mapping[str, tuple[float, Source]]) -> list[FloorCheck]:
-    """Every floor the profile sets for this mode, precision and batch, judged against `figures`
-    (metric → (value, measured|modeled))."""
+def check_floors(floors: Iterable[ThroughputFloor], profile: DeviceProfile, mode: PowerMode, precision: str,
+                 batch: int, *, backend: str, device: str, figures: Mapping[str, tuple[float, Source]],
+                 ) -> list[FloorCheck]:
+    """Every one of `floors` (the profile's and the lab's) set for this mode, precision and batch, judged against
+    `figures` (metric → (value, measured|modeled))."""
     checks = []
-    for floor in profile.floors_for(mode, precision, batch):
+    for floor in floors:
+        if (profile.mode(floor.power_mode).id, floor.precision, floor.batch) != (mode.id, precision, batch):
+            continue
         value, source = figures.get(floor.metric, (None, "measured"))
         reason = None
         if floor.backend != backend or (floor.device and not device.startswith(floor.device)):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from harness.errors import HarnessError
 from harness.report.runs import RunData
-from harness.results.table import FIELDS
+from harness.results.table import FIELDS, Row
+from harness.results.verdicts import VERDICT
 from harness.urls import hide_password
 
 SCHEMA_VERSION = 1
@@ -68,9 +69,7 @@ class History:
                     raise HarnessError(f"history {shown} has schema version {found}; this harness reads version "
                                        f"{SCHEMA_VERSION}: use a new database or the harness that wrote it")
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
-            shown = hide_password(self.url)
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise HarnessError(f"cannot use the history database {shown}: {reason}") from None
+            raise HarnessError(f"cannot use the history database {hide_password(self.url)}: {_reason(exc)}") from None
         self.shown = shown
 
     def import_run(self, run: RunData, say: Callable[[str], None] | None = None) -> int:
@@ -129,6 +128,44 @@ class History:
         data["ended"] = pd.DatetimeIndex(ended).take(runs.cat.codes.to_numpy())
         return data
 
+    def passing(self, metrics: Collection[str], boards: Collection[str] | None = None,
+                exclude: Collection[str] = ()) -> list[Row]:
+        """The measured figures of `metrics` (of `boards`) whose test passed (its verdict row says so), from every
+        run but those in `exclude`: what a baseline and a floor may be taken from. A run imported before verdicts
+        were recorded has none, so none of its figures."""
+        c = _results.c
+        verdict = _results.alias("verdict")
+        passed = sa.exists().where(verdict.c.run == c.run, verdict.c.board == c.board, verdict.c.test == c.test,
+                                   verdict.c.metric == VERDICT, verdict.c.value == 1.0)
+        query = sa.select(*(c[name] for name in FIELDS)).where(c.metric.in_(list(metrics)), c.source == "measured",
+                                                                 passed)
+        if boards is not None:
+            query = query.where(c.board.in_(list(boards)))
+        if exclude:
+            query = query.where(c.run.not_in(list(exclude)))
+        return self._rows(query)
+
+    def run_rows(self, run: str) -> list[Row]:
+        """Every row of one run (none when the history has no run of that name)."""
+        return self._rows(sa.select(*(_results.c[name] for name in FIELDS)).where(_results.c.run == run))
+
+    def _rows(self, query: sa.Select) -> list[Row]:
+        try:
+            with self.engine.connect() as connection:
+                found = connection.execute(query).all()
+        except SQLAlchemyError as exc:
+            raise HarnessError(f"cannot read the history {self.shown}: {_reason(exc)}") from None
+        return [Row(**{**record._asdict(), "time": _iso(record.time)}) for record in found]
+
+    def boards_seen(self, boards: Collection[str]) -> set[str]:
+        """Which of `boards` have any row in the history, passed or not."""
+        query = sa.select(_results.c.board).where(_results.c.board.in_(list(boards))).distinct()
+        try:
+            with self.engine.connect() as connection:
+                return set(connection.execute(query).scalars())
+        except SQLAlchemyError as exc:
+            raise HarnessError(f"cannot read the history {self.shown}: {_reason(exc)}") from None
+
     def frame(self, boards: list[str] | None = None) -> pd.DataFrame:
         """Every row (of `boards`), typed like a run's frame."""
         query = sa.select(_results)
@@ -142,3 +179,14 @@ class History:
         data["time"] = pd.to_datetime(data["time"], utc=True)
         return data
 
+
+
+def _reason(exc: Exception) -> str:
+    """The database's own first line, not SQLAlchemy's wrapping of it."""
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
+def _iso(time: dt.datetime) -> str:
+    """A stored time as results.csv writes it (SQLite gives it back without its zone: it was UTC)."""
+    utc = time.replace(tzinfo=dt.timezone.utc) if time.tzinfo is None else time.astimezone(dt.timezone.utc)
+    return utc.isoformat(timespec="milliseconds")

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.gates import GatePolicy, compare
-from harness.gates.baseline import Comparison
+from harness.gates.baseline import Baseline, Comparison
 from harness.report import trend
 from harness.report.runs import RunData
+from harness.results import VERDICT
 
 #: (column, phase, metric) of the throughput table: each figure says which span it covers
 THROUGHPUT = (("raw FPS", "raw", "raw_fps"), ("pipeline FPS", "pipeline", "pipeline_fps"),
@@ -48,6 +49,8 @@ class Report:
     comparison: pd.DataFrame
     baseline: str | None = None
     compared: list[Comparison] = field(default_factory=list)
+    #: per board of the run without a baseline figure, why: its first run, or no earlier run of it passed
+    unbaselined: dict[str, str] = field(default_factory=dict)
     #: (board, metric label) → configurations over the history's runs; when the baseline ran
     trends: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     baseline_at: pd.Timestamp | None = None
@@ -59,11 +62,21 @@ class Report:
         return [c for c in self.compared if c.regressed]
 
     @property
+    def failed_tests(self) -> dict[str, list[str]]:
+        """Board → its tests that failed or errored."""
+        return {d.board: failed for d in self.devices
+                if (failed := [t for t, v in d.verdicts.items() if v in ("failed", "error")])}
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions and not self.failed_tests
+
+    @property
     def modeled(self) -> bool:
         return any(d.modeled_columns for d in self.devices)
 
 
-def build(runs: list[RunData], policy: GatePolicy, baseline: tuple[str, RunData] | None = None,
+def build(runs: list[RunData], policy: GatePolicy, baseline: Baseline | None = None,
           history: pd.DataFrame | None = None) -> Report:
     """The report of `runs`, gated against `baseline`, with trends from `history` (its `figures` of the runs'
     boards, see `trend.WANTED`). Each table is one pivot over all boards, split per board after."""
@@ -77,9 +90,10 @@ def build(runs: list[RunData], policy: GatePolicy, baseline: tuple[str, RunData]
                        _part(resilience, board), _part(correctness, board)) for board in boards]
     report = Report([run.name for run in runs], devices, _comparison(data), trend_better=trend.directions(policy))
     if baseline is not None:
-        report.baseline = baseline[0]
-        report.compared = compare(baseline[1].rows, [row for run in runs for row in run.rows], policy)
-        report.baseline_at = max(pd.Timestamp(row.time) for row in baseline[1].rows) if baseline[1].rows else None
+        report.baseline = baseline.describe()
+        report.compared = compare(baseline.rows, [row for run in runs for row in run.rows], policy)
+        report.unbaselined = {board: why for board, why in baseline.missing.items() if board in boards}
+        report.baseline_at = max(pd.Timestamp(row.time) for row in baseline.rows) if baseline.rows else None
     if history is not None:
         report.trends = trend.series(history)
     return report
@@ -93,6 +107,9 @@ def _device(board: str, data: pd.DataFrame, runs: list[RunData], throughput: pd.
     timelines: dict[str, pd.DataFrame] = {}
     for run in mine:
         provenance.update(run.suite(board).properties)
+        # a test's own verdict row where its JUnit file has no word on it (a run without --junitxml, or killed)
+        verdicts.update({row.test: "passed" if row.value == 1.0 else "failed" for row in run.rows
+                         if row.board == board and row.metric == VERDICT})
         verdicts.update(run.suite(board).verdicts)
         timelines.update(run.timelines)
     return Device(board, str(data["profile"].iloc[0]), [run.name for run in mine], provenance, verdicts, throughput,

@@ -15,6 +15,8 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import text_to_path
 
 from harness.report import trend
 
@@ -22,6 +24,16 @@ Charts = list[tuple[str, str]]
 Job = tuple[Callable[..., "Charts"], tuple[Any, ...]]
 #: fewer charts than this are drawn in this process: starting workers costs more than it saves
 PARALLEL_FROM = 8
+#: a heat map's y tick and its gap to the label, beside the label's own width in the left margin
+TICK_IN = (matplotlib.rcParams["ytick.major.size"] + matplotlib.rcParams["ytick.major.pad"]) / 72
+#: room for the colour bar and its tick labels right of the heat map
+RIGHT_IN = 0.77
+#: the least width a heat map and its colour bar keep beside a long label: the figure widens instead
+PLOT_IN = 7.5
+#: a heat map's margins below (dates, the runs' label) and above
+BOTTOM_IN, TOP_IN = 0.6, 0.15
+#: what a browser's text may take beyond matplotlib's measure (hinting, a fallback font)
+SLACK_IN = 0.1
 
 
 class Painter:
@@ -146,36 +158,55 @@ def trend_of(label: str, boards: dict[str, pd.DataFrame], baseline_at: pd.Timest
     """One heat map per metric: a row per device and configuration, a column per run (oldest left), coloured by
     the change against the baseline run (against the row's median when the baseline is not in the history),
     green better and red worse by the gate policy's direction. A farm's year is one image, where a panel of lines
-    per device took seconds to draw and could not be read."""
-    if not boards:
+    per device took seconds to draw and could not be read. None from fewer than two runs: one run is no trend,
+    and the page says so in a line instead (report.html.j2)."""
+    if trend.run_count(boards.values()) < 2:
         return []
     wide, against_baseline = trend.change(boards, baseline_at, better)
     values = wide.to_numpy(dtype=float).T
     rows, runs = values.shape
-    height = min(12.0, 1.4 + 0.14 * rows if rows <= 40 else 2.2 + 0.018 * rows)
-    figure, ax = _figure(figsize=(11, height))
-    figure.subplots_adjust(left=0.16, right=0.93, bottom=0.6 / height, top=1 - 0.15 / height)
+    owners = wide.columns.get_level_values(0)
+    starts = [i for i in range(rows) if i == 0 or owners[i] != owners[i - 1]]
+    ticks, names, size = _row_labels(wide.columns, starts)
+    against = "the baseline run" if against_baseline else "the row's median"
+    scale = f"% {'better (+) / worse (-)' if better else 'above / below'} than {against}"
+    height = max(min(12.0, 1.4 + 0.14 * rows if rows <= 40 else 2.2 + 0.018 * rows),  # the bar's label fits too
+                 _width_in([scale], 7) + BOTTOM_IN + TOP_IN + SLACK_IN)
+    left = _width_in(names, size) + TICK_IN + SLACK_IN
+    width = max(11.0, left + PLOT_IN + RIGHT_IN)
+    figure, ax = _figure(figsize=(width, height))
+    figure.subplots_adjust(left=left / width, right=1 - RIGHT_IN / width, bottom=BOTTOM_IN / height,
+                           top=1 - TOP_IN / height)
     cmap = matplotlib.colormaps["RdYlGn" if better else "coolwarm"].with_extremes(bad="lightgrey")
     image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", interpolation="nearest", cmap=cmap,
                       vmin=-30, vmax=30)
-    owners = wide.columns.get_level_values(0)
-    starts = [i for i in range(rows) if i == 0 or owners[i] != owners[i - 1]]
     for start in starts[1:]:
         ax.axhline(start - 0.5, color="black", lw=0.6)
-    if rows <= 40:
-        ax.set_yticks(range(rows), [f"{board} {config}" for board, config in wide.columns], fontsize=6)
-    else:
-        ends = [*starts[1:], rows]
-        ax.set_yticks([(a + b - 1) / 2 for a, b in zip(starts, ends, strict=True)], [owners[a] for a in starts],
-                      fontsize=7)
-    ticks = sorted({round(i) for i in np.linspace(0, runs - 1, min(runs, 6))})
-    ax.set_xticks(ticks, [f"{wide.index[i]:%Y-%m-%d}" for i in ticks], fontsize=7)
+    ax.set_yticks(ticks, names, fontsize=size)
+    dated = sorted({round(i) for i in np.linspace(0, runs - 1, min(runs, 6))})
+    ax.set_xticks(dated, [f"{wide.index[i]:%Y-%m-%d}" for i in dated], fontsize=7)
     ax.set_xlabel(f"{runs} runs, oldest left")
     if against_baseline:
         ax.axvline(np.flatnonzero(wide.index <= baseline_at)[-1], color="black", ls="--", lw=1)
     bar = figure.colorbar(image, ax=ax, fraction=0.03, pad=0.01, extend="both")
-    against = "the baseline run" if against_baseline else "the row's median"
-    bar.set_label(f"% {'better (+) / worse (-)' if better else 'above / below'} than {against}", fontsize=7)
+    bar.set_label(scale, fontsize=7)
     bar.ax.tick_params(labelsize=6)
     return [(f"{label} over the history's runs: change per device and configuration against {against}"
              + ("; dashed: the baseline run" if against_baseline else ""), _uri(figure))]
+
+
+def _row_labels(columns: pd.MultiIndex, starts: list[int]) -> tuple[Sequence[float], list[str], float]:
+    """Where the heat map's row labels go, what they say and their font size: "board config" per row up to 40
+    rows; past that one board name per group of rows (starting at `starts`), in its middle, to stay legible."""
+    if len(columns) <= 40:
+        return list(range(len(columns))), [f"{board} {config}" for board, config in columns], 6
+    ends = [*starts[1:], len(columns)]
+    return ([(a + b - 1) / 2 for a, b in zip(starts, ends, strict=True)], [str(columns[a][0]) for a in starts], 7)
+
+
+def _width_in(texts: list[str], size: float) -> float:
+    """The widest text's width in inches, as matplotlib lays it out in its font (DejaVu Sans, which the SVG names
+    and the browser sets): the margins follow the longest name, be it `hil virtual lab`'s
+    virtual-agx-xavier-arm64-4 or a lab.yaml's of any length."""
+    font = FontProperties(size=size)
+    return max(text_to_path.get_text_width_height_descent(text, font, ismath=False)[0] for text in texts) / 72

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from harness.gates.baseline import Comparison
 from harness.report import charts
 from harness.report.build import Device, Report
 from harness.results.files import replace_atomically
@@ -79,8 +80,32 @@ def _modeled_in(report: Report) -> list[str]:
     return sorted({c for d in report.devices for c in d.modeled_columns} & {"FPS/W", "power W"})
 
 
+def verdict_lines(report: Report) -> list[str]:
+    """What a morning reader needs first: the run's verdict, then each regressed figure per board, then the boards
+    that had nothing to be judged against and why."""
+    tests = sum(len(d.verdicts) for d in report.devices)
+    failed = report.failed_tests
+    said = [f"{len(report.regressions)} figures regressed" if report.regressions else "",
+            f"{sum(map(len, failed.values()))} of {tests} tests failed" if failed else ""]
+    if report.passed:
+        said = [f"{tests} tests passed", f"{len(report.compared)} figures compared with the baseline, none regressed"
+                if report.baseline is not None else "no baseline given: nothing gated"]
+    lines = [f"**Verdict: {'PASSED' if report.passed else 'FAILED'}**: {'; '.join(s for s in said if s)}.", ""]
+    by_board: dict[str, list[Comparison]] = {}
+    for comparison in report.regressions:
+        by_board.setdefault(comparison.row.board, []).append(comparison)
+    for board, regressed in sorted(by_board.items()):
+        lines += [f"Regressed on {board}:", ""]
+        lines += [f"- {c.row.power_mode or ''} {c.row.precision or ''} b{c.row.batch or ''}: {c.describe()}"
+                  for c in regressed] + [""]
+    for board, tests_failed in sorted(failed.items()):
+        lines += [f"Failed on {board}: {', '.join(tests_failed)}", ""]
+    lines += [f"- {why}" for why in report.unbaselined.values()] + ([""] if report.unbaselined else [])
+    return lines
+
+
 def markdown(report: Report) -> str:
-    lines = [f"# jetson-hil report: {', '.join(report.runs)}", ""]
+    lines = [f"# jetson-hil report: {', '.join(report.runs)}", "", *verdict_lines(report)]
     if report.modeled:
         lines += ["Columns marked (modeled) are a virtual board's modeled figures, not measurements.", ""]
     lines += ["## Regression gate", ""]
@@ -89,9 +114,6 @@ def markdown(report: Report) -> str:
     else:
         lines += [f"Against {report.baseline}: {len(report.compared)} measured figures compared, "
                   f"**{len(report.regressions)} regressed**.", ""]
-        lines += [f"- {c.row.board} {c.row.power_mode or ''} {c.row.precision or ''} b{c.row.batch or ''}: "
-                  f"{c.describe()}" for c in report.regressions]
-        lines += [""]
     lines += ["## Across devices and modes", "", _md_table(report.comparison, _modeled_in(report))]
     for device in report.devices:
         lines += [f"## {device.board} ({device.profile})", ""]
@@ -117,7 +139,8 @@ def as_json(report: Report) -> str:
                 "resilience": records(d.resilience), "correctness": records(d.correctness)}
 
     return json.dumps({
-        "runs": report.runs, "baseline": report.baseline, "modeled": report.modeled,
+        "runs": report.runs, "verdict": "passed" if report.passed else "failed", "baseline": report.baseline,
+        "unbaselined": report.unbaselined, "failed_tests": report.failed_tests, "modeled": report.modeled,
         "regressions": [{"metric": c.row.metric, "phase": c.row.phase, "board": c.row.board,
                          "power_mode": c.row.power_mode, "precision": c.row.precision, "batch": c.row.batch,
                          "baseline": c.baseline.value, "now": c.row.value, "change": c.change,

@@ -3,6 +3,8 @@ the baseline run. Works on the history's DataFrame, so a year of nightly runs is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from harness.gates import GatePolicy
@@ -33,6 +35,11 @@ def series(figures: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
         out[(str(board), label)] = table.droplevel(["board", "metric"]).dropna(axis=1, how="all").sort_index()
     return dict(sorted(out.items(), key=lambda item: (list(labels.values()).index(item[0][1].split(" (")[0]),
                                                       item[0][0])))
+
+
+def run_count(tables: Iterable[pd.DataFrame]) -> int:
+    """How many runs `series` tables hold between them (a row per run, by its end): a trend needs two."""
+    return len(set().union(*(table.index for table in tables)))
 
 
 def change(boards: dict[str, pd.DataFrame], baseline_at: pd.Timestamp | None,
