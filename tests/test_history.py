@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from harness.errors import HarnessError
 from harness.history import History
 from harness.report import load_run
+from harness.results import ResultsWriter, RowContext, read_results, verdict_row
+from tests.test_floors_suggest import at, night
 from tests.test_report import REPO, make_run
 
 
@@ -79,3 +81,50 @@ def test_the_cli_imports_lists_and_exports_parquet(tmp_path: Path) -> None:
     assert exported.returncode == 0, exported.stderr
     table = pd.read_parquet(tmp_path / "night-1.parquet")
     assert len(table) == 15 and table["source"].dtype.name == "category"
+
+
+def test_passing_gives_the_measured_figures_of_passed_tests_only(history: History, tmp_path: Path) -> None:
+    for day in (1, 2):
+        night(tmp_path, f"night-{day}", day, 300.0 + day)
+        night(tmp_path, f"night-{day}", day, 100.0 + day, board="orin-02", passed=day == 2)
+    other_test = RowContext(run="night-1", board="orin-02", profile="agx-orin", suite="test_correctness", test="t")
+    with ResultsWriter(tmp_path / "night-1" / "results.csv") as results:  # a verdict of another test of orin-02
+        results.write(verdict_row(other_test, True))
+    for day in (1, 2):
+        history.import_run(load_run(tmp_path / f"night-{day}"))
+    old = RowContext(run="before-verdicts", board="orin-01", profile="agx-orin", power_mode="MAXN", precision="fp16",
+                     batch=1, backend="tensorrt", device="cuda:0 Orin", suite="test_throughput", test="t", phase="raw")
+    with ResultsWriter(tmp_path / "before-verdicts" / "results.csv") as results:  # no verdict rows: none passed
+        results.write(old.row("raw_fps", 500.0, "fps"))
+    history.import_run(load_run(tmp_path / "before-verdicts"))
+    written = {r for day in (1, 2) for r in read_results(tmp_path / f"night-{day}" / "results.csv")}
+
+    def seen(*args: object, **kwargs: object) -> set[tuple[str, str, str, str | None, float]]:
+        rows = history.passing(*args, **kwargs)  # type: ignore[arg-type]
+        assert set(rows) <= written and len(set(rows)) == len(rows)  # as written, the time with its zone included
+        assert all(r.time.endswith("+00:00") and r.source == "measured" for r in rows)
+        return {(r.run, r.board, r.metric, r.phase, r.value) for r in rows}
+
+    assert seen(["raw_fps", "power_mean", "fps_per_w"]) == {  # modeled power and fps_per_w are no figures to keep
+        ("night-1", "orin-01", "raw_fps", "raw", 301.0), ("night-2", "orin-01", "raw_fps", "raw", 302.0),
+        ("night-2", "orin-02", "raw_fps", "raw", 102.0)}
+    assert seen(["raw_fps"], exclude=["night-2"]) == {("night-1", "orin-01", "raw_fps", "raw", 301.0)}
+    assert seen(["raw_fps"], boards=["orin-02"]) == {("night-2", "orin-02", "raw_fps", "raw", 102.0)}
+    assert seen(["pipeline_fps"], boards=["orin-02", "xnx-01"], exclude=["night-1"]) == {
+        ("night-2", "orin-02", "pipeline_fps", "pipeline", pytest.approx(91.8))}
+    assert seen(["raw_fps"], boards=[]) == set() and seen(["latency_p99"]) == set()
+    assert history.passing(["raw_fps"], exclude=["night-1", "night-2"]) == []
+
+
+def test_a_runs_rows_and_the_boards_seen_come_back_whole(history: History, tmp_path: Path) -> None:
+    night(tmp_path, "night-1", 1, 300.0, spread=None)
+    night(tmp_path, "night-1", 1, 90.0, board="orin-02", passed=False)
+    history.import_run(load_run(tmp_path / "night-1"))
+    history.import_run(load_run(make_run(tmp_path, "night-2")))
+    rows = history.run_rows("night-1")
+    assert sorted(rows, key=repr) == sorted(read_results(tmp_path / "night-1" / "results.csv"), key=repr)
+    assert len(rows) == 12 and {r.time for r in rows} >= {at(1, 0), at(1, 5)}
+    assert {r.spread for r in rows if r.board == "orin-01"} == {None}
+    assert history.run_rows("ghost") == []
+    assert history.boards_seen(["orin-01", "orin-02", "xnx-01", "ghost"]) == {"orin-01", "orin-02", "xnx-01"}
+    assert history.boards_seen(["ghost"]) == set() and history.boards_seen([]) == set()

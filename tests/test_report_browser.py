@@ -4,19 +4,32 @@ in reports/artifacts/."""
 
 from __future__ import annotations
 
+import base64
+import itertools
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 from PIL import Image
 
+from harness.cli.report import POLICY
+from harness.gates.baseline import load_policy
+from harness.profiles import all_profiles
+from harness.report import build, load_run, write
+from harness.virtual.boards import default_name
+from harness.virtual.recipe import ARCHES
 from tests.ci import unavailable
 from tests.test_report import REPO, hil_report, make_run
 
 ARTIFACTS = REPO / "reports" / "artifacts"
 DECODED = ("<script>window.addEventListener('load', () => { for (const img of document.images) "
            "{ img.dataset.decoded = img.naturalWidth + 'x' + img.naturalHeight; } });</script>")
+OVERHANG = ("<script>window.addEventListener('load', () => { const box = document.querySelector('svg')"
+            ".getBoundingClientRect(); for (const text of document.querySelectorAll('svg text')) { const r = "
+            "text.getBoundingClientRect(); text.dataset.overhang = Math.max(box.left - r.left, r.right - box.right, "
+            "box.top - r.top, r.bottom - box.bottom); } });</script>")
 
 
 def chromium(page: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -61,3 +74,42 @@ def test_the_report_renders_in_chromium_with_its_charts(tmp_path: Path) -> None:
     with Image.open(screenshot) as picture:
         low, high = picture.convert("L").getextrema()
     assert high - low > 100, "the screenshot is blank"
+
+
+def lab_trends() -> dict[tuple[str, str], pd.DataFrame]:
+    """Two runs of a `hil virtual lab` of every profile on each architecture, by the names it gives its boards
+    (virtual-agx-xavier-arm64-4 and the like): raw FPS of each board's longest configuration (a label per row) and
+    p50 of all its configurations (past 40 rows: a label per board)."""
+    runs = pd.to_datetime(["2026-11-01", "2026-11-02"], utc=True)
+    trends = {}
+    for index, (profile, arch) in enumerate(itertools.product(all_profiles().values(), ARCHES), 1):
+        board = f"{default_name(profile.name, arch)}-{index}"
+        configs = [f"{mode.name} {precision} b{batch}" for mode in profile.power_modes
+                   for precision in profile.precisions for batch in profile.batch_sizes]
+        trends[(board, "raw FPS")] = pd.DataFrame({max(configs, key=len): [100.0, 90.0]}, index=runs)
+        trends[(board, "p50 ms")] = pd.DataFrame({config: [3.0, 3.3] for config in configs}, index=runs)
+    return trends
+
+
+def test_every_heat_map_label_shows_in_full_in_chromium(tmp_path: Path) -> None:
+    report = build([load_run(make_run(tmp_path, "now"))], load_policy(POLICY))
+    report.trends = lab_trends()
+    write(report, tmp_path)
+    uris = re.findall(r'<img alt="[^"]* over the history[^"]*" src="data:image/svg\+xml;base64,([^"]+)"',
+                      (tmp_path / "report.html").read_text())
+    assert len(uris) == 2
+    texts: dict[str, float] = {}
+    for index, uri in enumerate(uris):  # inline, each on its own page: a script measures the SVG's text there
+        svg = base64.b64decode(uri).decode()
+        probe = tmp_path / f"heat-map-{index}.html"
+        probe.write_text(f"<!doctype html><html><body>{svg[svg.index('<svg'):]}{OVERHANG}</body></html>")
+        dom = chromium(probe, "--dump-dom", "--virtual-time-budget=10000")
+        assert dom.returncode == 0 and console_errors(dom.stderr) == [], dom.stderr[-2000:]
+        texts |= {text: float(px) for px, text in
+                  re.findall(r'<text [^>]*data-overhang="([^"]+)"[^>]*>([^<]+)</text>', dom.stdout)}
+    boards = {board for board, _ in report.trends}
+    longest = max((f"{board} {config}" for (board, label), table in report.trends.items() if label == "raw FPS"
+                   for config in table), key=len)
+    assert boards <= set(texts) and longest in texts, sorted(texts)
+    cut = {text: px for text, px in texts.items() if px > 0}
+    assert cut == {}, f"text cut at the heat map's edge (px outside): {cut}"

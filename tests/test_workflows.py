@@ -15,6 +15,7 @@ from tests.ci import unavailable
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
 NIGHTLY = WORKFLOWS / "nightly.yml"
+NIGHTLY_SCRIPT = REPO / "scripts" / "nightly.sh"
 
 
 def _actionlint() -> str:
@@ -87,11 +88,14 @@ def test_the_nightly_farm_job_runs_every_board_on_the_farm_runners() -> None:
     assert farm["concurrency"]["group"] and farm["concurrency"].get("cancel-in-progress") is not True
     assert farm["timeout-minutes"] > 0
 
-    runs = [step["run"] for step in farm["steps"] if "pytest suites" in step.get("run", "")]
-    assert len(runs) == 1, "the farm job runs `pytest suites` in exactly one step"
+    runs = [step["run"] for step in farm["steps"] if "scripts/nightly.sh" in step.get("run", "")]
+    assert len(runs) == 1, "the farm job runs the night's command line (scripts/nightly.sh) in exactly one step"
     command = runs[0]
-    for option in ("--lab", "--device", "-n ", "--report-dir", "--run-id", "--junitxml", "--history"):
-        assert option in command, f"{option.strip()} missing from the farm run:\n{command}"
+    assert 'LAB="$JETSON_HIL_LAB"' in command and 'HISTORY="$JETSON_HIL_HISTORY"' in command, command
+    script = NIGHTLY_SCRIPT.read_text()
+    for option in ("--lab", "--device", "-n ", "--report-dir", "--run-id", "--junitxml", "--history",
+                   "--baseline latest"):
+        assert option in script, f"{option.strip()} missing from the night's command line:\n{script}"
     assert "${{" not in command, "inputs reach the script through env:, never inlined (script injection)"
     step = next(step for step in farm["steps"] if step.get("run") == command)
     assert set(step["env"]) == {"PGPASSWORD"} and "secrets." in step["env"]["PGPASSWORD"]
@@ -105,4 +109,6 @@ def test_the_nightly_farm_job_runs_every_board_on_the_farm_runners() -> None:
     assert virtual["runs-on"] == "ubuntu-latest"
     runs = "\n".join(step.get("run", "") for step in virtual["steps"])
     assert "hil virtual lab" in runs
-    assert all(flag in runs for flag in ("pytest suites", "--lab", "--device tag:", "-n "))
+    assert all(flag in runs for flag in ("scripts/nightly.sh", "LAB=", "SELECTOR=tag:", "WORKERS="))
+    summaries = [step["run"] for job in (farm, virtual) for step in job["steps"] if "report.md" in step.get("run", "")]
+    assert len(summaries) == 2 and all("::notice::" in run for run in summaries), "no baseline: a notice"

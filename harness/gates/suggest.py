@@ -154,7 +154,7 @@ def suggest(rows: Iterable[Row], last: int, by: Owner = "board") -> Suggestions:
                                                    sorted(unusable.items())])
     for (owner, floor_key), groups in merged.items():
         lowest = min(groups, key=lambda g: g.floor)
-        runs = tuple(sorted({run for g in groups for run in g.runs}, key=lambda r: (r.time, r.name)))
+        runs = _union(run for g in groups for run in g.runs)
         mode, precision, batch, backend, device, metric = floor_key
         floor, why = None, None
         if lowest.floor > 0:
@@ -170,6 +170,15 @@ def suggest(rows: Iterable[Row], last: int, by: Owner = "board") -> Suggestions:
         result.owners[owner].sort(key=_order)
     result.owners = dict(sorted(result.owners.items()))
     return result
+
+
+def _union(runs: Iterable[RunSeen]) -> tuple[RunSeen, ...]:
+    """Each run once (with the newest time it was seen at), oldest first."""
+    newest: dict[str, RunSeen] = {}
+    for run in runs:
+        if run.name not in newest or run.time > newest[run.name].time:
+            newest[run.name] = run
+    return tuple(sorted(newest.values(), key=lambda r: (r.time, r.name)))
 
 
 def _order(item: Suggestion) -> tuple:
@@ -207,7 +216,7 @@ def _day(run: RunSeen) -> str:
 
 
 def _runs_line(runs: Iterable[RunSeen]) -> str:
-    ordered = sorted(set(runs), key=lambda r: (r.time, r.name))
+    ordered = _union(runs)
     if len(ordered) == 1:
         return f"1 passing run, {_day(ordered[0])}"
     return f"{len(ordered)} passing runs, {_day(ordered[0])} to {_day(ordered[-1])}"

@@ -13,7 +13,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness.gates.baseline import Comparison
-from harness.report import charts
+from harness.report import charts, trend
 from harness.report.build import Device, Report
 from harness.results.files import replace_atomically
 
@@ -73,7 +73,8 @@ def html(report: Report, painter: charts.Painter, started: list) -> str:
     environment = Environment(loader=PackageLoader("harness.report"), autoescape=select_autoescape())
     return environment.get_template("report.html.j2").render(
         report=report, devices=devices, comparison_html=_html_table(report.comparison, _modeled_in(report)),
-        comparison_charts=comparison, trend_charts=[chart for charts_ in drawn for chart in charts_])
+        comparison_charts=comparison, trend_charts=[chart for charts_ in drawn for chart in charts_],
+        trend_runs=trend.run_count(report.trends.values()))
 
 
 def _modeled_in(report: Report) -> list[str]:
