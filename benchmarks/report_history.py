@@ -1,6 +1,8 @@
 """Report generation and history import at farm scale: a synthetic year of nightly runs of 20 boards (365 run
 folders, about one million rows), imported into a SQLite history (rows/s), then the report of the last night
-with the trend over the whole history, timed and its peak memory measured in a process of its own.
+with the trend over the whole history, timed and its peak memory measured in a process of its own; and the
+baseline lookup of `--baseline latest` over that year (one board's, as each farm worker makes it, and all 20
+boards', as the night's report makes it), every figure's verdict row included (3 % of tests failed).
 
     python benchmarks/report_history.py [WORKDIR]
 
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from harness.results.table import FIELDS
+from harness.results.verdicts import VERDICT
 
 BOARDS = [(f"{profile}-{i:02d}", profile) for i, profile in
           enumerate(["xavier-nx", "orin-nano", "agx-orin", "orin-nx", "nano"] * 4)]
@@ -57,6 +60,9 @@ def write_history(root: Path) -> list[Path]:
                                 writer.writerow([run, board, profile, mode, precision, batch, "tensorrt", "cuda", "",
                                                  "test_throughput", test, phase, metric,
                                                  round(rng.uniform(10, 400), 3), 0.02, unit, source, at])
+                            writer.writerow([run, board, profile, mode, precision, batch, "tensorrt", "cuda", "",
+                                             "test_throughput", test, "", VERDICT, float(rng.random() > 0.03), "",
+                                             "verdict", "measured", at])
                 for suite, metric, unit in OTHER:
                     writer.writerow([run, board, profile, "", "fp32", "", "tensorrt", "cuda", "", suite,
                                      f"{suite}_case", "", metric, rng.randint(0, 900), "", unit, "measured", at])
@@ -98,6 +104,20 @@ def main() -> None:
     seconds, peak = report_in_own_process(folders[-1], folders[-2], root / "history.sqlite")
     print(f"report of the last night (20 boards) with the trend over {rows} rows: {seconds:.1f} s, "
           f"peak {peak:.0f} MiB")
+    baseline_lookup(history, root / "runs", folders[-1].name)
+
+
+def baseline_lookup(history: object, report_dir: Path, tonight: str) -> None:
+    """`--baseline latest` as tonight's run resolves it, its folder excluded: per figure the newest passing one."""
+    from harness.gates import load_policy, resolve_baseline
+
+    metrics = load_policy(Path(__file__).resolve().parents[1] / "suites" / "regression.yaml").metrics
+    for boards in ({BOARDS[0][0]}, {board for board, _ in BOARDS}):
+        started = time.perf_counter()
+        found = resolve_baseline("latest", report_dir, boards=boards, metrics=metrics, exclude={tonight},
+                                 history=history)  # type: ignore[arg-type]
+        print(f"baseline lookup, {len(boards)} board(s): {len(found.rows)} figures from {len(found.runs)} runs in "
+              f"{time.perf_counter() - started:.2f} s")
 
 
 if __name__ == "__main__":

@@ -218,6 +218,10 @@ def test_the_yaml_loads_into_lab_yaml_and_passes_the_nights_it_came_from(history
         render_yaml(suggest(rows, last=7), source="x")
     assert "  # orin-01: 2 passing runs, night-2 (2025-03-03) to night-3 (2025-03-04)\n" in \
         render_yaml(suggest(rows, last=2), source="x")
+    by_profile = render_yaml(suggest(rows, last=7, by="profile"), source="x")
+    assert "  # agx-orin: 3 passing runs, night-1 (2025-03-02) to night-3 (2025-03-04)\n" in by_profile
+    assert ("    - {power_mode: MAXN, precision: fp16, batch: 1, backend: tensorrt, device: cuda:0 Orin, "
+            "metric: raw_fps, min: 248}  # worst 250 (orin-02), spread 2, 2 runs\n") in by_profile
 
     lab = labs["board"]
     profile, (entry, _) = get_profile("agx-orin"), lab.boards

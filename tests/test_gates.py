@@ -146,6 +146,9 @@ def test_latest_comes_from_the_history_when_the_report_folder_is_new(tmp_path: P
     found = resolve("latest", fresh, history, boards={"nx-01"})
     assert [(r.run, r.value) for r in found.rows] == [("night-1", 10.0)]
     assert "the history sqlite:///" in found.describe()
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert [r.run for r in resolve(today, fresh, history, boards={"nx-01"}).rows] == ["night-1"]
+    assert resolve("2000-01-01", fresh, history, boards={"nx-01"}).rows == ()  # up to a day: in the database
     (tmp_path / "history.sqlite").write_bytes(b"not a database")
     with pytest.raises(HarnessError, match="history"):  # unreadable: an error, never a silent first run
         resolve("latest", fresh, History(tmp_path / "history.sqlite"), boards={"nx-01"})

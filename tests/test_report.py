@@ -99,6 +99,8 @@ def test_a_metric_20_percent_worse_fails_naming_it(tmp_path: Path) -> None:
     assert markdown[2] == "**Verdict: FAILED**: 4 figures regressed."  # the report opens with the verdict
     assert all("power_mean" not in line for line in regressions)  # a modeled figure is never gated
     assert markdown[4] == "Regressed on xnx-01:"
+    html = (now / "report.html").read_text()
+    assert '<p id="verdict" class="failed">Verdict: FAILED: 4 figures regressed.</p>' in html
     assert any(line.startswith("- MODE_15W fp32 b1: raw_fps [raw]: baseline 300, now 240") for line in markdown[6:12])
 
 

@@ -50,9 +50,13 @@ def load_policy(path: Path) -> GatePolicy:
     return load_model(path, GatePolicy)
 
 
+#: what makes two figures the same figure of the same configuration
+KEY_FIELDS = ("board", "profile", "power_mode", "precision", "batch", "backend", "device", "quantizer", "phase",
+              "metric")
+
+
 def key(row: Row) -> Key:
-    return (row.board, row.profile, row.power_mode, row.precision, row.batch, row.backend, row.device,
-            row.quantizer, row.phase, row.metric)
+    return tuple(getattr(row, name) for name in KEY_FIELDS)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -150,8 +154,9 @@ def resolve_baseline(spec: str, report_dir: Path, *, boards: Collection[str], me
                                            + dt.timedelta(days=1))
     seen: set[str] = set()
     candidates: list[Row] = []
+    known = history.run_names() if history is not None else set()  # every finished run is in it: read it there
     for path in sorted(report_dir.glob(f"*/{RESULTS_FILE}")):
-        if path.parent.name in exclude:
+        if path.parent.name in exclude or path.parent.name in known:
             continue
         try:
             rows = [r for r in read_results(path) if r.board in boards]
@@ -163,7 +168,7 @@ def resolve_baseline(spec: str, report_dir: Path, *, boards: Collection[str], me
     if history is not None:
         where += f" and the history {history.shown}"
         seen |= history.boards_seen(boards)
-        candidates += history.passing(metrics, boards, exclude)
+        candidates += history.newest_passing(metrics, boards, exclude, until)
     wanted = [r for r in candidates if r.metric in metrics and (until is None or _utc(r.time) < until)]
     return _newest(f"newest passing figures in {where}" + ("" if until is None else f" up to {spec}"), wanted,
                    boards, seen)

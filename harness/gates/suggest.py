@@ -48,20 +48,24 @@ class RunSeen:
 
 @dataclass(frozen=True)
 class Suggestion:
-    """One floor (or why there is none) and what it came from: `worst` and `spread` of the figures that set it."""
+    """One floor (or why there is none) and what it came from: `worst`, `spread` and `runs` of the figures that set
+    it (those of `board`, where the owner is a profile), and `seen`, every run its figures came from."""
 
     owner: str
     key: FloorKey
+    board: str
     worst: float
     spread: float
     runs: tuple[RunSeen, ...]
+    seen: tuple[RunSeen, ...]
     floor: ThroughputFloor | None
     #: why no floor is suggested (None when `floor` is set)
     left_out: str | None = None
 
     def describe(self) -> str:
         mode, precision, batch, backend, device, metric = self.key
-        return f"{self.owner} {metric} {mode} {precision} b{batch} {backend}" + (f" on {device}" if device else "")
+        what = f"{self.owner} {metric} {mode} {precision} b{batch} {backend}" + (f" on {device}" if device else "")
+        return what + (f" ({self.board})" if self.board != self.owner else "")
 
 
 @dataclass
@@ -106,6 +110,7 @@ def _unusable(row: Row) -> str | None:
 class _Group:
     """The figures of one board's configuration (quantizer and phase included) in its newest runs."""
 
+    board: str
     worst: float
     spread: float
     runs: tuple[RunSeen, ...]
@@ -115,7 +120,7 @@ class _Group:
         return self.worst - self.spread
 
 
-def _group(rows: list[Row], last: int) -> _Group:
+def _group(board: str, rows: list[Row], last: int) -> _Group:
     by_run: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_run[row.run].append(row)
@@ -124,7 +129,7 @@ def _group(rows: list[Row], last: int) -> _Group:
     taken = [row for run in seen for row in by_run[run.name]]
     values = [row.value for row in taken]
     within = max((abs(row.spread * row.value) for row in taken if row.spread is not None), default=0.0)
-    return _Group(min(values), max(max(values) - min(values), within), tuple(reversed(seen)))
+    return _Group(board, min(values), max(max(values) - min(values), within), tuple(reversed(seen)))
 
 
 def suggest(rows: Iterable[Row], last: int, by: Owner = "board") -> Suggestions:
@@ -148,13 +153,13 @@ def suggest(rows: Iterable[Row], last: int, by: Owner = "board") -> Suggestions:
                                row.device, row.metric)
         fine[owner, floor_key, row.board, row.quantizer, row.phase].append(row)
     merged: dict[tuple[str, FloorKey], list[_Group]] = defaultdict(list)
-    for (owner, floor_key, *_), figures in fine.items():
-        merged[owner, floor_key].append(_group(figures, last))
+    for (owner, floor_key, board, *_), figures in fine.items():
+        merged[owner, floor_key].append(_group(board, figures, last))
     result = Suggestions(by=by, last=last, notes=[f"{count} figure(s) left out: {why}" for why, count in
                                                    sorted(unusable.items())])
     for (owner, floor_key), groups in merged.items():
         lowest = min(groups, key=lambda g: g.floor)
-        runs = _union(run for g in groups for run in g.runs)
+        seen = _union(run for g in groups for run in g.runs)
         mode, precision, batch, backend, device, metric = floor_key
         floor, why = None, None
         if lowest.floor > 0:
@@ -165,7 +170,7 @@ def suggest(rows: Iterable[Row], last: int, by: Owner = "board") -> Suggestions:
         else:
             why = f"its spread {lowest.spread:.4g} is as large as its worst figure {lowest.worst:.4g}"
         result.owners.setdefault(owner, []).append(
-            Suggestion(owner, floor_key, lowest.worst, lowest.spread, runs, floor, why))
+            Suggestion(owner, floor_key, lowest.board, lowest.worst, lowest.spread, lowest.runs, seen, floor, why))
     for owner in result.owners:
         result.owners[owner].sort(key=_order)
     result.owners = dict(sorted(result.owners.items()))
@@ -242,24 +247,26 @@ def render_yaml(suggestions: Suggestions, *, source: str, now: dt.datetime | Non
     per = "board" if suggestions.by == "board" else "profile (the lowest of its boards)"
     lines = [
         f"# Floors suggested by `hil floors suggest` on {now:%Y-%m-%d %H:%M} UTC from the history {source}.",
-        f"# Per {per} and configuration: the worst measured figure of the last {suggestions.last} run(s) in which",
-        "# its test passed, less their spread (the larger of those figures' range and a run's own spread over its",
-        f"# rounds), rounded down to {SIGNIFICANT} significant digits. Where a floor cannot tell figures apart (the",
-        "# quantizer; the phase of fps_per_w) the lowest is kept. A floor holds for its backend and device only.",
-        "# Review it, then put it under lab.yaml's `floors:` (one entry per board or profile name).",
+        f"# Per {per} and configuration: the worst measured figure of the last {suggestions.last} run(s)",
+        "# in which its test passed, less their spread (the larger of those figures' range and a run's own",
+        f"# spread over its rounds), rounded down to {SIGNIFICANT} significant digits. Where a floor cannot tell",
+        "# figures apart (the quantizer; the phase of fps_per_w) the lowest is kept. A floor holds for its",
+        "# backend and device only. Review them, then put them under lab.yaml's `floors:` (keyed by board or",
+        "# profile name).",
     ]
     if not suggestions.floors():
         lines.append("floors: {}")
     else:
         lines.append("floors:")
     for owner, items in suggestions.owners.items():
-        lines.append(f"  # {owner}: {_runs_line(run for item in items for run in item.runs)}")
+        lines.append(f"  # {owner}: {_runs_line(run for item in items for run in item.seen)}")
         kept = [item for item in items if item.floor is not None]
         if kept:
             lines.append(f"  {_scalar(owner)}:")
         for item in items:
             runs = len(item.runs)
-            about = f"worst {item.worst:.4g}, spread {item.spread:.3g}, {runs} run{'s' if runs != 1 else ''}"
+            worst = f"worst {item.worst:.4g}" + (f" ({item.board})" if item.board != owner else "")
+            about = f"{worst}, spread {item.spread:.3g}, {runs} run{'s' if runs != 1 else ''}"
             if item.floor is not None:
                 lines.append(f"    - {_entry(item)}  # {about}")
             else:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from harness.errors import HarnessError
+from harness.gates.baseline import KEY_FIELDS
 from harness.report.runs import RunData
 from harness.results.table import FIELDS, Row
 from harness.results.verdicts import VERDICT
@@ -39,7 +40,9 @@ _results = sa.Table("jetson_hil_results", _metadata, *(
     for name in FIELDS), sa.Index("jetson_hil_results_run", "run"),
     # covering the trend's read (`figures`): the database answers it from the index alone
     sa.Index("jetson_hil_results_figure", "metric", "phase", "board", "run", "power_mode", "precision", "batch",
-             "value", "source"))
+             "value", "source"),
+    # the tests that passed (`passing`), from the index alone
+    sa.Index("jetson_hil_results_verdict", "metric", "board", "run", "test", "value"))
 
 
 def database_url(spec: str | Path) -> str:
@@ -62,6 +65,8 @@ class History:
             shown = hide_password(self.url)
             with self.engine.begin() as connection:
                 _metadata.create_all(connection)
+                for index in _results.indexes:  # a history made before an index was added gets it now
+                    index.create(connection, checkfirst=True)
                 found = connection.execute(sa.select(_meta.c.value).where(_meta.c.key == "schema_version")).scalar()
                 if found is None:
                     connection.execute(_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
@@ -131,40 +136,71 @@ class History:
     def passing(self, metrics: Collection[str], boards: Collection[str] | None = None,
                 exclude: Collection[str] = ()) -> list[Row]:
         """The measured figures of `metrics` (of `boards`) whose test passed (its verdict row says so), from every
-        run but those in `exclude`: what a baseline and a floor may be taken from. A run imported before verdicts
-        were recorded has none, so none of its figures."""
+        run but those in `exclude`: what a floor may be taken from. A run imported before verdicts were recorded
+        has none, so none of its figures."""
+        return [_row(record) for record in self._passing(metrics, boards, exclude)]
+
+    def newest_passing(self, metrics: Collection[str], boards: Collection[str], exclude: Collection[str] = (),
+                       until: dt.datetime | None = None) -> list[Row]:
+        """Per figure (board and configuration, `KEY_FIELDS`), the newest of `passing` measured before `until`: a
+        baseline. Only the winners become Rows, so a farm's year is read in seconds."""
+        position = [FIELDS.index(name) for name in KEY_FIELDS]
+        time = FIELDS.index("time")
+        newest: dict[tuple, tuple] = {}
+        for record in self._passing(metrics, boards, exclude, until):
+            figure = tuple(record[i] for i in position)
+            if figure not in newest or record[time] > newest[figure][time]:
+                newest[figure] = record
+        return [_row(record) for record in newest.values()]
+
+    def _passing(self, metrics: Collection[str], boards: Collection[str] | None, exclude: Collection[str],
+                 until: dt.datetime | None = None) -> list[tuple]:
+        """Figure rows as plain DB-API tuples in FIELDS order (no SQLAlchemy row processing for a year of rows), of
+        passed tests only: the verdicts and the figures are two reads that indexes answer, joined here (a join or an
+        EXISTS in the database scans a run's rows per figure)."""
         c = _results.c
-        verdict = _results.alias("verdict")
-        passed = sa.exists().where(verdict.c.run == c.run, verdict.c.board == c.board, verdict.c.test == c.test,
-                                   verdict.c.metric == VERDICT, verdict.c.value == 1.0)
-        query = sa.select(*(c[name] for name in FIELDS)).where(c.metric.in_(list(metrics)), c.source == "measured",
-                                                                 passed)
+        passed = sa.select(c.run, c.board, c.test).where(c.metric == VERDICT, c.value == 1.0)
+        query = sa.select(*(c[name] for name in FIELDS)).where(c.metric.in_(list(metrics)), c.source == "measured")
         if boards is not None:
+            passed = passed.where(c.board.in_(list(boards)))
             query = query.where(c.board.in_(list(boards)))
         if exclude:
+            passed = passed.where(c.run.not_in(list(exclude)))
             query = query.where(c.run.not_in(list(exclude)))
-        return self._rows(query)
+        if until is not None:
+            query = query.where(c.time < until)
+        tests = {tuple(found) for found in self._read(passed)}
+        try:
+            with self.engine.connect() as connection:
+                found = connection.execute(query).cursor.fetchall()
+        except SQLAlchemyError as exc:
+            raise HarnessError(f"cannot read the history {self.shown}: {_reason(exc)}") from None
+        run, board, test = (FIELDS.index(name) for name in ("run", "board", "test"))
+        return [record for record in found if (record[run], record[board], record[test]) in tests]
 
     def run_rows(self, run: str) -> list[Row]:
         """Every row of one run (none when the history has no run of that name)."""
         return self._rows(sa.select(*(_results.c[name] for name in FIELDS)).where(_results.c.run == run))
 
+    def run_names(self) -> set[str]:
+        """Every run the history holds."""
+        return {name for (name,) in self._read(sa.select(_runs.c.run))}
+
     def _rows(self, query: sa.Select) -> list[Row]:
+        return [_row(tuple(record)) for record in self._read(query)]
+
+    def _read(self, query: sa.Select) -> list[sa.Row]:
         try:
             with self.engine.connect() as connection:
-                found = connection.execute(query).all()
+                return list(connection.execute(query).all())
         except SQLAlchemyError as exc:
             raise HarnessError(f"cannot read the history {self.shown}: {_reason(exc)}") from None
-        return [Row(**{**record._asdict(), "time": _iso(record.time)}) for record in found]
 
     def boards_seen(self, boards: Collection[str]) -> set[str]:
-        """Which of `boards` have any row in the history, passed or not."""
-        query = sa.select(_results.c.board).where(_results.c.board.in_(list(boards))).distinct()
-        try:
-            with self.engine.connect() as connection:
-                return set(connection.execute(query).scalars())
-        except SQLAlchemyError as exc:
-            raise HarnessError(f"cannot read the history {self.shown}: {_reason(exc)}") from None
+        """Which of `boards` have a test's verdict in the history, passed or not (read through the figure index)."""
+        query = (sa.select(_results.c.board).where(_results.c.metric == VERDICT, _results.c.board.in_(list(boards)))
+                 .distinct())
+        return {board for (board,) in self._read(query)}
 
     def frame(self, boards: list[str] | None = None) -> pd.DataFrame:
         """Every row (of `boards`), typed like a run's frame."""
@@ -186,7 +222,11 @@ def _reason(exc: Exception) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
-def _iso(time: dt.datetime) -> str:
-    """A stored time as results.csv writes it (SQLite gives it back without its zone: it was UTC)."""
+def _row(record: tuple) -> Row:
+    """A stored row (FIELDS order) as a results row, its time as results.csv writes it."""
+    values = dict(zip(FIELDS, record, strict=True))
+    time = values["time"]
+    if isinstance(time, str):  # SQLite's text, read without SQLAlchemy's processing
+        time = dt.datetime.fromisoformat(time)
     utc = time.replace(tzinfo=dt.timezone.utc) if time.tzinfo is None else time.astimezone(dt.timezone.utc)
-    return utc.isoformat(timespec="milliseconds")
+    return Row(**{**values, "time": utc.isoformat(timespec="milliseconds")})
