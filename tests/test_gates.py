@@ -3,6 +3,7 @@ noise-aware), and the suite options that feed them, refused before a board is to
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -149,6 +150,8 @@ def test_latest_comes_from_the_history_when_the_report_folder_is_new(tmp_path: P
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert [r.run for r in resolve(today, fresh, history, boards={"nx-01"}).rows] == ["night-1"]
     assert resolve("2000-01-01", fresh, history, boards={"nx-01"}).rows == ()  # up to a day: in the database
+    tonight = resolve("latest", fresh, history, boards={"nx-01"}, exclude={"night-1", "night-2"})
+    assert tonight.missing == {"nx-01": "nx-01: first run: this is its baseline"}  # its own runs do not count
     (tmp_path / "history.sqlite").write_bytes(b"not a database")
     with pytest.raises(HarnessError, match="history"):  # unreadable: an error, never a silent first run
         resolve("latest", fresh, History(tmp_path / "history.sqlite"), boards={"nx-01"})
@@ -192,3 +195,24 @@ def test_a_power_mode_the_board_lacks_stops_the_run_before_any_test(modes: str, 
     assert done.returncode == 4, done.stdout + done.stderr
     assert done.stderr.strip() == f"Exit: jetson-hil: {message}" if modes else message in done.stderr
     assert "Traceback" not in done.stdout + done.stderr and "passed" not in done.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "CI=true and no --device: the suites would skip every test and pass having run nothing"),
+    (["--device", "tag:nightlly"], "CI=true: no board matches --device 'tag:nightlly'"),
+])
+def test_under_ci_a_run_that_selects_no_board_is_a_usage_error(args: list[str], message: str) -> None:
+    """A typo in a CI job must not be a green night that ran nothing."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "suites", *args, "-p", "no:cacheprovider"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "CI": "true"})
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_interactively_the_suites_skip_without_a_board_and_say_how_to_choose_one() -> None:
+    env = {name: value for name, value in os.environ.items() if name != "CI"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "jetson-hil: no --device: every suite test skips; pass --device" in done.stdout
+    assert " passed" not in done.stdout and " skipped" in done.stdout.splitlines()[-1]

@@ -167,7 +167,7 @@ def resolve_baseline(spec: str, report_dir: Path, *, boards: Collection[str], me
     where = str(report_dir)
     if history is not None:
         where += f" and the history {history.shown}"
-        seen |= history.boards_seen(boards)
+        seen |= history.boards_seen(boards, exclude)
         candidates += history.newest_passing(metrics, boards, exclude, until)
     wanted = [r for r in candidates if r.metric in metrics and (until is None or _utc(r.time) < until)]
     return _newest(f"newest passing figures in {where}" + ("" if until is None else f" up to {spec}"), wanted,

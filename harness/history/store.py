@@ -196,10 +196,13 @@ class History:
         except SQLAlchemyError as exc:
             raise HarnessError(f"cannot read the history {self.shown}: {_reason(exc)}") from None
 
-    def boards_seen(self, boards: Collection[str]) -> set[str]:
-        """Which of `boards` have a test's verdict in the history, passed or not (read through the figure index)."""
-        query = (sa.select(_results.c.board).where(_results.c.metric == VERDICT, _results.c.board.in_(list(boards)))
-                 .distinct())
+    def boards_seen(self, boards: Collection[str], exclude: Collection[str] = ()) -> set[str]:
+        """Which of `boards` have a test's verdict in the history, passed or not, in a run other than those in
+        `exclude` (read through the verdict index)."""
+        c = _results.c
+        query = sa.select(c.board).where(c.metric == VERDICT, c.board.in_(list(boards))).distinct()
+        if exclude:
+            query = query.where(c.run.not_in(list(exclude)))
         return {board for (board,) in self._read(query)}
 
     def frame(self, boards: list[str] | None = None) -> pd.DataFrame:

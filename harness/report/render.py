@@ -89,8 +89,9 @@ def verdict_lines(report: Report) -> list[str]:
     said = [f"{len(report.regressions)} figures regressed" if report.regressions else "",
             f"{sum(map(len, failed.values()))} of {tests} tests failed" if failed else ""]
     if report.passed:
-        said = [f"{tests} tests passed", f"{len(report.compared)} figures compared with the baseline, none regressed"
-                if report.baseline is not None else "no baseline given: nothing gated"]
+        said = [f"{tests} tests passed", "no baseline given: nothing gated" if report.baseline is None else
+                f"{len(report.compared)} figures compared with the baseline, none regressed" if report.compared else
+                "no earlier figure to compare with"]
     lines = [f"**Verdict: {'PASSED' if report.passed else 'FAILED'}**: {'; '.join(s for s in said if s)}.", ""]
     by_board: dict[str, list[Comparison]] = {}
     for comparison in report.regressions:
