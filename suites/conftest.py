@@ -472,10 +472,12 @@ def baseline_gate(request: pytest.FixtureRequest, report_dir: Path, run_id: str,
         return None
     policy = request.config.stash[POLICY]
     try:
-        found: Baseline = resolve_baseline(spec, report_dir, boards={board.name}, metrics=policy.metrics,
-                                           exclude={run_id}, history=history(request.config))
+        found: Baseline | str = resolve_baseline(spec, report_dir, boards={board.name}, metrics=policy.metrics,
+                                                 exclude={run_id}, history=history(request.config))
     except HarnessError as exc:
-        pytest.fail(f"--baseline {spec}: the baseline of {board.name} cannot be read: {exc}", pytrace=False)
+        found = str(exc)
+    if isinstance(found, str):  # failed outside the except: one line, not a chain of two
+        pytest.fail(f"--baseline {spec}: the baseline of {board.name} cannot be read: {found}", pytrace=False)
     if not found.rows:
         warnings.warn(f"--baseline {spec}: {found.missing[board.name]}", pytest.PytestWarning, stacklevel=1)
         return None

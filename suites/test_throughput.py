@@ -196,11 +196,13 @@ def judge(rows: list[Row], context: RowContext, profile: DeviceProfile, floors: 
     return problems
 
 
-def test_throughput(request: pytest.FixtureRequest, quiet_module: ModuleHandle, module_info: dict, board: Board,
+def test_throughput(request: pytest.FixtureRequest, baseline_gate: BaselineGate | None,
+                    floors: list[ThroughputFloor], quiet_module: ModuleHandle, module_info: dict, board: Board,
                     mode_applied: PowerMode, batch: int, precision: str, results: ResultsWriter,
                     row_context: RowContext, modeled: frozenset[str], benchmarks: BenchmarkFile,
-                    floors: list[ThroughputFloor], baseline_gate: BaselineGate | None, telemetry_source: str,
-                    telemetry_interval_ms: int) -> None:
+                    telemetry_source: str, telemetry_interval_ms: int) -> None:
+    """Measure, record, judge; the gates' inputs (baseline, floors) are read first: one that cannot be read fails
+    the test before anything is deployed."""
     if precision not in module_info["precisions"]:
         pytest.skip(f"{module_info['backend']} on {board.name} runs {', '.join(module_info['precisions'])} only")
     duration, rounds = request.config.getoption("--duration"), request.config.getoption("--rounds")

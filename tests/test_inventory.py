@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -74,6 +75,37 @@ IOTHUB = """    iothub:
       registry: {address: lab.azurecr.io, username_env: LAB_ACR_USER, password_env: LAB_ACR_PASSWORD}
 """
 SECRET = "HostName=lab.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0LWtleQ=="
+
+
+FLOOR = ("{power_mode: MODE_15W_6CORE, precision: fp32, batch: 1, backend: onnxruntime, device: cpu, metric: raw_fps, "
+         "min: 40}")
+
+
+def test_the_labs_floors_belong_to_a_board_or_a_profile(tmp_path: Path) -> None:
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(textwrap.dedent(f"""\
+        boards:
+          - {{name: nx1, profile: xavier-nx, transport: {{kind: local}}}}
+          - {{name: orin1, profile: orin-nano, transport: {{kind: local}}}}
+        floors:
+          nx1: [{FLOOR}]
+          xavier-nx: [{FLOOR.replace("min: 40", "min: 30")}]
+        """))
+    loaded = load_lab(lab, all_profiles())
+    nx1, orin1 = loaded.boards
+    assert [floor.min for floor in loaded.floors_for(nx1)] == [40, 30]  # its own, then its profile's
+    assert loaded.floors_for(orin1) == []
+
+
+@pytest.mark.parametrize(("floors", "says"), [
+    (f"nx9: [{FLOOR}]", "lab.yaml: floors.nx9: not a board of this lab nor a profile"),
+    (f"nx1: [{FLOOR.replace('MODE_15W_6CORE', 'MAXN')}]", "lab.yaml: floors.nx1.0.power_mode: unknown mode 'MAXN'"),
+])
+def test_a_floor_for_nobody_or_an_unknown_mode_is_one_line(tmp_path: Path, floors: str, says: str) -> None:
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(f"boards:\n  - {{name: nx1, profile: xavier-nx, transport: {{kind: local}}}}\nfloors:\n  {floors}\n")
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_lab(lab, all_profiles())
 
 
 def test_a_board_names_its_iot_hub_device_and_the_variables_holding_the_secrets(tmp_path: Path) -> None:
