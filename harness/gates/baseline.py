@@ -12,7 +12,7 @@ device, quantizer and phase: a modeled figure is never gated, nor a measured one
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -149,7 +149,8 @@ def resolve_baseline(spec: str, report_dir: Path, *, boards: Collection[str], me
     baseline that exists must be used. The throughput gate and the report both ask here, so they judge alike."""
     if spec != "latest" and not is_date(spec):
         where, rows = named_run(spec, report_dir, history, metrics)
-        return _newest(where, passing_figures(r for r in rows if r.board in boards), boards, set())
+        return _newest(where, passing_figures(r for r in rows if r.board in boards), boards,
+                       lambda board: f"{board}: no figure of a passed test in {where}: nothing gated")
     until = None if spec == "latest" else (dt.datetime.fromisoformat(spec).replace(tzinfo=dt.timezone.utc)
                                            + dt.timedelta(days=1))
     seen: set[str] = set()
@@ -171,7 +172,8 @@ def resolve_baseline(spec: str, report_dir: Path, *, boards: Collection[str], me
         candidates += history.newest_passing(metrics, boards, exclude, until)
     wanted = [r for r in candidates if r.metric in metrics and (until is None or _utc(r.time) < until)]
     return _newest(f"newest passing figures in {where}" + ("" if until is None else f" up to {spec}"), wanted,
-                   boards, seen)
+                   boards, lambda board: (f"{board}: no earlier run passed its throughput tests; nothing gated, this "
+                                          "run is its baseline if it passes") if board in seen else first_run(board))
 
 
 def named_run(spec: str, report_dir: Path, history: History | None, metrics: Collection[str],
@@ -195,16 +197,15 @@ def _utc(time: str) -> dt.datetime:
     return dt.datetime.fromisoformat(time).astimezone(dt.timezone.utc)
 
 
-def _newest(where: str, figures: Iterable[Row], boards: Collection[str], seen: set[str]) -> Baseline:
+def _newest(where: str, figures: Iterable[Row], boards: Collection[str], absent: Callable[[str], str]) -> Baseline:
+    """Per figure the newest; `absent` says why a board has none."""
     newest: dict[Key, Row] = {}
     for row in figures:
         if (known := newest.get(key(row))) is None or _utc(row.time) > _utc(known.time):
             newest[key(row)] = row
     have = {row.board for row in newest.values()}
-    missing = {board: (f"{board}: no earlier run passed its throughput tests; nothing gated, this run is its "
-                       "baseline if it passes") if board in seen else first_run(board)
-               for board in sorted(set(boards) - have)}
-    return Baseline(where, tuple(sorted(newest.values(), key=key_order)), missing)
+    return Baseline(where, tuple(sorted(newest.values(), key=key_order)),
+                    {board: absent(board) for board in sorted(set(boards) - have)})
 
 
 def key_order(row: Row) -> tuple[str, ...]:
