@@ -28,7 +28,7 @@ from harness.gates import BaselineGate, GatePolicy, load_policy, resolve_baselin
 from harness.gates.baseline import Baseline, is_date, named_run
 from harness.golden import FixtureSet
 from harness.history import HISTORY_FILE, History
-from harness.lab import load_inventory, provider_for
+from harness.lab import load_inventory, load_providers, provider_for
 from harness.model_card import ModelCard, load_card
 from harness.profiles import DeviceProfile, PowerMode, ThroughputFloor, all_profiles
 from harness.pytest_plugin import board_lost, is_controller, leased_entry, name_run, selected_profile
@@ -162,6 +162,7 @@ def _check_selection(config: pytest.Config) -> None:
     if not selector:
         raise pytest.UsageError("CI=true and no --device: the suites would skip every test and pass having run "
                                 "nothing; pass --device NAME|PROFILE|tag:X|virtual:PROFILE (see `hil devices`)")
+    load_providers()  # the plugin's own pytest_configure may not have run yet: virtual:PROFILE is a provider's
     if provider_for(selector) is None:
         try:
             load_inventory(config.getoption("--lab")).select(selector, all_profiles())

@@ -189,9 +189,12 @@ def test_bad_suite_options_are_one_line_before_any_board(args: list[str], messag
     ("", "--power-mode: no power mode given"),
 ])
 def test_a_power_mode_the_board_lacks_stops_the_run_before_any_test(modes: str, message: str) -> None:
-    """Checked against the board's profile (the leased one's: a lab tag may span profiles), once, before tests."""
+    """Checked against the board's profile (the leased one's: a lab tag may span profiles), once, before tests. The
+    profile has no board here, which CI=true refuses first: this is the interactive check."""
+    interactive = {name: value for name, value in os.environ.items() if name != "CI"}
     done = subprocess.run([sys.executable, "-m", "pytest", "suites", "--device=nano", "--power-mode", modes,
-                           "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=60)
+                           "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env=interactive)
     assert done.returncode == 4, done.stdout + done.stderr
     assert done.stderr.strip() == f"Exit: jetson-hil: {message}" if modes else message in done.stderr
     assert "Traceback" not in done.stdout + done.stderr and "passed" not in done.stdout
