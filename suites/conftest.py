@@ -99,7 +99,6 @@ def _listed(config: pytest.Config, option: str, allowed: tuple[str, ...] | None 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Every suite option, checked before anything is leased or deployed."""
-    _check_selection(config)
     if config.getoption("--duration") <= 0:
         raise pytest.UsageError(f"--duration must be more than 0 seconds, got {config.getoption('--duration')}")
     if not config.getoption("--outage-scale") > 0:
@@ -129,6 +128,7 @@ def pytest_configure(config: pytest.Config) -> None:
         FixtureSet(config.getoption("--fixtures-dir")).load_golden()
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
+    _check_selection(config)
     if is_controller(config) and config.getoption("--device"):
         # a farm run: one run folder that every worker (board) writes to, named here and handed to them
         selector = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.getoption("--device")).strip("-")

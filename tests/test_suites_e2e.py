@@ -26,7 +26,7 @@ from harness.board.state import STATE_DIR
 from harness.gates import compare, load_policy
 from harness.golden import FixtureSet
 from harness.profiles import get_profile
-from harness.results import read_results
+from harness.results import VERDICT, read_results
 from tests.module_copies import BROKEN_LETTERBOX, SLOWER_ENGINE, module_copy, worse_model
 from tests.suite_runs import CHILD_TIMEOUT_S, PROFILE, REPO, outcomes, rows, suites
 
@@ -49,7 +49,11 @@ def test_suites_deploy_measure_and_record_every_observation(board_name: str, tmp
                        for name in results), (precision, batch)
 
     table = rows(tmp_path, "e2e")
-    quantizers = {r["precision"]: r["quantizer"] for r in table if r["suite"] == "test_correctness"}
+    quantizers = {r["precision"]: r["quantizer"] for r in table if r["suite"] == "test_correctness"
+                  and r["metric"] != VERDICT}  # a test's verdict row is matched by its test, not its precision
+    verdicts = {r["test"]: r["value"] for r in table if r["metric"] == VERDICT}  # beside each test's figures
+    assert {t for t in results if t.startswith(("test_throughput", "test_detections", "test_map"))} <= set(verdicts)
+    assert all(results[test] == ("passed" if value == "1.0" else "failed") for test, value in verdicts.items())
     assert quantizers == {"fp32": "", "fp16": "ort-float16", "int8": "ort-static-qdq"}
     assert all((r["backend"], r["device"]) == ("onnxruntime", "cpu") for r in table if r["metric"] != "")
     throughput = [r for r in table if r["suite"] == "test_throughput"]
@@ -169,7 +173,9 @@ def test_a_power_mode_switched_under_a_measurement_fails_it(board_name: str, tmp
     assert switched, "the bench never started on the board"
     assert list(outcomes(junit).values()) == ["failed"], done.stdout[-3000:]
     assert f"the power mode changed under the measurement ({profile.default_mode.name} → {other.name})" in done.stdout
-    assert not [r for r in rows(tmp_path, "switched") if r["suite"] == "test_throughput"]  # nothing recorded
+    # no figure recorded: only the test's verdict, failed
+    assert [(r["metric"], r["value"]) for r in rows(tmp_path, "switched") if r["suite"] == "test_throughput"] == \
+        [(VERDICT, "0.0")]
 
 
 def board_runs(container, pattern: str) -> bool:
